@@ -1,0 +1,174 @@
+"""The ASGI application: /api/v1, /admin, /m, /healthz, /metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from siyu.core import db as dbmod
+from siyu.core import i18n
+from siyu.core.settings import get_settings
+from siyu.core.web import install_error_handlers, pick_locale
+
+log = logging.getLogger("siyu.web")
+ROOT = Path(__file__).resolve().parent
+NODE_MODULES = ROOT.parent.parent / "node_modules"
+
+REQUESTS = Counter("siyu_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("siyu_http_request_seconds", "HTTP request latency", ["method", "route"])
+
+
+class RequestContext:
+    """Request id, locale context variable, access log and metrics for every request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from starlette.requests import Request
+
+        request = Request(scope)
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+        scope.setdefault("state", {})["request_id"] = request_id
+        locale = pick_locale(request)
+        token = i18n.set_locale(locale)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapped(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                if request.query_params.get("lang") and i18n.normalize(
+                        request.query_params.get("lang")):
+                    headers.append((b"set-cookie", f"lang={locale}; Path=/; Max-Age=31536000; "
+                                                   f"SameSite=Lax".encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapped)
+        finally:
+            i18n._locale.reset(token)
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels(scope["method"], path, str(status)).inc()
+            LATENCY.labels(scope["method"], path).observe(elapsed)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    consumer = None
+    settings = get_settings()
+    if settings.runs_embedded_consumer and app.state.start_consumer:
+        from siyu.core.jobs import huey, load_tasks
+
+        load_tasks()
+        consumer = huey.create_consumer(workers=settings.job_workers, worker_type="thread",
+                                        periodic=True)
+        consumer.start()
+        log.info("embedded job consumer started")
+    try:
+        yield
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=True)
+
+
+def create_app(*, start_consumer: bool = True) -> FastAPI:
+    from siyu.ledger import api as ledger_api
+    from siyu.members import api as members_api
+    from siyu.members import pages as member_pages
+    from siyu.tenants import api as tenants_api
+    from siyu.tenants import pages as admin_pages
+
+    settings = get_settings()
+    app = FastAPI(
+        title="siyu",
+        version="0.1.0",
+        summary="Private-domain operations for live-streaming anchors",
+        description="Errors are `application/problem+json` with a stable `code`.",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/v1/openapi.json",
+        redoc_url=None,
+    )
+    app.state.start_consumer = start_consumer
+    install_error_handlers(app)
+    for router in (tenants_api.router, members_api.router, ledger_api.router,
+                   admin_pages.router, member_pages.router):
+        app.include_router(router)
+
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    if (NODE_MODULES / "htmx.org").exists():
+        app.mount("/assets/htmx", StaticFiles(directory=NODE_MODULES / "htmx.org" / "dist"),
+                  name="htmx")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> RedirectResponse:
+        return RedirectResponse("/admin", status_code=307)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, Any]:
+        """Liveness and database reachability."""
+        with dbmod.get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "database": dbmod.get_engine().dialect.name,
+                "queue": "redis" if settings.redis_url else "sqlite"}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    _add_problem_schema(app)
+    app.add_middleware(SessionMiddleware, secret_key=settings.secret_key,
+                       session_cookie="siyu_session", same_site="lax",
+                       https_only=settings.env == "production", max_age=14 * 24 * 3600)
+    app.add_middleware(RequestContext)
+    return app
+
+
+def _add_problem_schema(app: FastAPI) -> None:
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = {
+            "type": "object",
+            "required": ["type", "title", "status", "code"],
+            "properties": {
+                "type": {"type": "string", "example": "/errors/points.insufficient"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "code": {"type": "string", "example": "points.insufficient"},
+                "params": {"type": "object"},
+                "instance": {"type": "string"},
+                "errors": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,27 @@
+"""The job queue: Huey on SQLite (embedded default) or Redis (``SIYU_REDIS_URL``).
+
+Tasks take ids, re-read state and are safe to run twice. Send them after commit:
+``after_commit(db, some_task, arg)``.
+"""
+
+from __future__ import annotations
+
+from huey import Huey, RedisHuey, SqliteHuey
+
+from siyu.core.settings import get_settings
+
+
+def make_huey() -> Huey:
+    s = get_settings()
+    if s.redis_url:
+        return RedisHuey(s.queue_name, url=s.redis_url, utc=True)
+    s.var_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey(s.queue_name, filename=str(s.var_dir / "jobs.db"), utc=True)
+
+
+huey = make_huey()
+
+
+def load_tasks() -> None:
+    """Import every domain's tasks so the consumer knows them."""
+    import siyu.ledger.tasks  # noqa: F401

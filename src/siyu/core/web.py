@@ -1,0 +1,332 @@
+"""Web plumbing shared by every domain: the transactional route class, auth dependencies,
+problem+json errors, locale negotiation and templates."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+from fastapi import Depends, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from siyu.core import db as dbmod
+from siyu.core import i18n, security
+from siyu.core.errors import (
+    CsrfFailed,
+    Forbidden,
+    IdempotencyKeyRequired,
+    Internal,
+    InvalidRequest,
+    InvalidToken,
+    NotFound,
+    SiyuError,
+    Unauthenticated,
+)
+
+log = logging.getLogger("siyu.web")
+PROBLEM = "application/problem+json"
+
+
+class TxRoute(APIRoute):
+    """One transaction per request: committed when the endpoint returns a non-error
+    response, rolled back otherwise. Routes get the session through ``DbSession``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            from starlette.concurrency import run_in_threadpool
+
+            db = dbmod.session_factory()()
+            request.state.db = db
+            try:
+                response = await handler(request)
+                if response.status_code < 400:
+                    await run_in_threadpool(db.commit)
+                else:
+                    await run_in_threadpool(db.rollback)
+                return response
+            except BaseException:
+                await run_in_threadpool(db.rollback)
+                raise
+            finally:
+                await run_in_threadpool(db.close)
+
+        return run
+
+
+def _db(request: Request) -> Session:
+    return request.state.db  # type: ignore[no-any-return]
+
+
+DbSession = Annotated[Session, Depends(_db)]
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def problem_response(err: SiyuError, request: Request | None = None,
+                     extra: dict[str, Any] | None = None) -> JSONResponse:
+    body = err.problem(instance=str(request.url.path) if request else None)
+    body.update(extra or {})
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+    return JSONResponse(body, status_code=err.status, media_type=PROBLEM, headers=headers)
+
+
+def wants_html(request: Request) -> bool:
+    path = request.url.path
+    return path == "/m" or path.startswith(("/admin", "/m/"))
+
+
+def install_error_handlers(app: Any) -> None:
+    @app.exception_handler(SiyuError)
+    async def _siyu(request: Request, err: SiyuError) -> Response:
+        if wants_html(request):
+            return render_error(request, err)
+        return problem_response(err, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError) -> Response:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
+                   "type": e.get("type", "")} for e in err.errors()]
+        siyu_err = InvalidRequest()
+        if wants_html(request):
+            return render_error(request, siyu_err)
+        return problem_response(siyu_err, request, {"errors": errors})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> Response:
+        siyu_err: SiyuError
+        if err.status_code == 404:
+            siyu_err = NotFound(resource=request.url.path)
+        elif err.status_code == 405:
+            siyu_err = _MethodNotAllowed()
+        else:
+            siyu_err = InvalidRequest()
+        if wants_html(request):
+            return render_error(request, siyu_err)
+        return problem_response(siyu_err, request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> Response:
+        request_id = getattr(request.state, "request_id", uuid.uuid4().hex[:12])
+        log.exception("unhandled error", extra={"request_id": request_id})
+        siyu_err = Internal(request_id=request_id)
+        if wants_html(request):
+            return render_error(request, siyu_err)
+        return problem_response(siyu_err, request)
+
+
+class _MethodNotAllowed(SiyuError):
+    code = "request.method_not_allowed"
+    status = 405
+    title = i18n._l("Method not allowed")
+
+
+# --- locale -----------------------------------------------------------------------------------
+
+
+def pick_locale(request: Request) -> str:
+    return (i18n.normalize(request.query_params.get("lang"))
+            or i18n.normalize(request.cookies.get("lang"))
+            or i18n.negotiate(request.headers.get("accept-language")))
+
+
+# --- templates --------------------------------------------------------------------------------
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+    autoescape=True,
+    extensions=["jinja2.ext.i18n"],
+    undefined=jinja2.StrictUndefined,
+)
+_env.install_gettext_callables(  # type: ignore[attr-defined]
+    lambda s: i18n.gettext(s), lambda s, p, n: i18n.ngettext(s, p, n), newstyle=True)
+
+
+def _fmt_points(n: int) -> str:
+    return f"{n:,}"
+
+
+_env.filters["points"] = _fmt_points
+
+REASON_LABELS = {
+    "purchase": i18n._l("Live-room order"),
+    "redeem": i18n._l("Points mall"),
+    "manual_adjust": i18n._l("Adjusted by staff"),
+    "expiry": i18n._l("Points expired"),
+    "reversal": i18n._l("Reversed"),
+    "checkin": i18n._l("Daily check-in"),
+}
+
+
+def reason_label(reason: str, kind: str = "") -> str:
+    label = REASON_LABELS.get(reason) or REASON_LABELS.get(kind)
+    return str(label) if label else reason
+
+
+_env.globals["reason_label"] = reason_label
+
+
+def render(request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+    ctx.setdefault("error", None)
+    ctx.setdefault("notice", request.query_params.get("notice"))
+    html = _env.get_template(template).render(
+        request=request, locale=i18n.get_locale(), csrf_token=csrf_token(request), **ctx)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def render_error(request: Request, err: SiyuError) -> Response:
+    if isinstance(err, Unauthenticated):
+        if request.url.path.startswith("/admin"):
+            return RedirectResponse("/admin/login", status_code=303)
+        slug = request.path_params.get("slug")
+        if slug:
+            return RedirectResponse(f"/m/{slug}/login", status_code=303)
+    template = "admin/error.html" if request.url.path.startswith("/admin") else "m/error.html"
+    return render(request, template, status_code=err.status, err=err,
+                  slug=request.path_params.get("slug", ""))
+
+
+# --- CSRF (pages) -----------------------------------------------------------------------------
+
+
+def csrf_token(request: Request) -> str:
+    session = request.scope.get("session")
+    if session is None:
+        return ""
+    if "csrf" not in session:
+        session["csrf"] = security.new_csrf_token()
+    return str(session["csrf"])
+
+
+async def check_csrf(request: Request) -> None:
+    """Every state-changing form carries the session's token (synchroniser-token pattern)."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    form = await request.form()
+    sent = form.get("csrf_token") or request.headers.get("x-csrf-token")
+    if not security.same_token(str(sent) if sent else None, request.session.get("csrf")):
+        raise CsrfFailed()
+
+
+CsrfChecked = Depends(check_csrf)
+
+
+# --- operators --------------------------------------------------------------------------------
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
+
+
+def api_operator(request: Request, db: DbSession,
+                 authorization: Annotated[str | None, Header()] = None) -> Any:
+    from siyu.tenants import service as tenants
+
+    secret = _bearer(authorization)
+    if not secret:
+        raise Unauthenticated()
+    if secret.startswith("siyu_"):
+        return tenants.operator_for_token(db, secret=secret)
+    raise InvalidToken()
+
+
+def page_operator(request: Request, db: DbSession) -> Any:
+    from siyu.tenants.models import Operator
+
+    op_id = request.session.get("operator_id")
+    op = db.get(Operator, op_id) if op_id else None
+    if op is None or not op.is_active or op.tenant_id != request.session.get("tenant_id"):
+        request.session.pop("operator_id", None)
+        raise Unauthenticated()
+    return op
+
+
+def requires(permission: str, *, page: bool = False) -> Any:
+    """A dependency that yields the signed-in operator if their role has ``permission``."""
+    from siyu.tenants import service as tenants
+
+    source = page_operator if page else api_operator
+
+    # A default, not Annotated: with postponed annotations FastAPI would look ``source`` up in
+    # the module globals and miss this closure's variable.
+    def check(op: Any = Depends(source)) -> Any:
+        if not tenants.can(op.role, permission):
+            raise Forbidden(action=permission)
+        return op
+
+    return Depends(check)
+
+
+# --- members ----------------------------------------------------------------------------------
+
+
+def api_member(db: DbSession, authorization: Annotated[str | None, Header()] = None) -> Any:
+    token = _bearer(authorization)
+    if not token:
+        raise Unauthenticated()
+    return _member_from_token(db, token)
+
+
+def _member_from_token(db: Session, token: str) -> Any:
+    from siyu.members.models import Member
+
+    found = security.read_member_token(token)
+    if found is None:
+        raise InvalidToken()
+    tenant_id, member_id = found
+    member = db.get(Member, member_id)
+    if member is None or member.tenant_id != tenant_id:
+        raise InvalidToken()
+    return member
+
+
+def page_member(request: Request, db: DbSession) -> Any:
+    """The member signed in to this tenant's H5 (``/m/{slug}/…``)."""
+    from siyu.tenants import service as tenants
+
+    slug = request.path_params.get("slug", "")
+    tenant = tenants.get_tenant(db, slug=slug)
+    token = request.session.get(f"member:{tenant.id}")
+    if not token:
+        raise Unauthenticated()
+    try:
+        member = _member_from_token(db, token)
+    except InvalidToken:
+        request.session.pop(f"member:{tenant.id}", None)
+        raise Unauthenticated() from None
+    return member
+
+
+def idempotency_key(
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key",
+                                                  max_length=200)] = None,
+) -> str:
+    if not idempotency_key or not idempotency_key.strip():
+        raise IdempotencyKeyRequired()
+    return idempotency_key.strip()
+
+
+IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+
+
+def problems(*errors: type[SiyuError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting the problem+json errors a route can answer."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for err in (*errors, InvalidRequest):
+        entry = out.setdefault(err.status, {"description": "", "content": {
+            PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+        entry["description"] = ", ".join(filter(None, [entry["description"], err.code]))
+    return out

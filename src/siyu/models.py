@@ -1,0 +1,7 @@
+"""Every table, for Alembic and tests."""
+
+
+def import_all() -> None:
+    import siyu.ledger.models
+    import siyu.members.models
+    import siyu.tenants.models  # noqa: F401
