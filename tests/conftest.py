@@ -14,21 +14,24 @@ from pathlib import Path
 
 BACKEND = os.environ.get("SIYU_TEST_DATABASE", "sqlite")
 assert BACKEND in ("sqlite", "postgresql"), f"SIYU_TEST_DATABASE={BACKEND!r}"
-PG_ADMIN_URL = os.environ.get("SIYU_TEST_PG_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "SIYU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("SIYU_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 RUN_ID = f"{WORKER}_{uuid.uuid4().hex[:8]}"
 TMP = Path(tempfile.mkdtemp(prefix=f"siyu-test-{RUN_ID}-"))
 
 # Settings are read once, at first use: fix them before any siyu module is imported.
-os.environ.update({
-    "SIYU_SECRET_KEY": "test-secret-" + RUN_ID,
-    "SIYU_VAR_DIR": str(TMP),
-    "SIYU_QUEUE_NAME": f"siyu-test-{RUN_ID}",
-    "SIYU_DEV_LOGIN": "true",
-    "SIYU_EMBEDDED_CONSUMER": "false",
-})
+os.environ.update(
+    {
+        "SIYU_SECRET_KEY": "test-secret-" + RUN_ID,
+        "SIYU_VAR_DIR": str(TMP),
+        "SIYU_QUEUE_NAME": f"siyu-test-{RUN_ID}",
+        "SIYU_DEV_LOGIN": "true",
+        "SIYU_EMBEDDED_CONSUMER": "false",
+    }
+)
 if BACKEND == "postgresql":
     os.environ["SIYU_REDIS_URL"] = REDIS_URL
 else:
@@ -89,8 +92,9 @@ def db(engine: Engine) -> Iterator[Session]:
     (TestClient requests, services' ``unit_of_work``) joins the same transaction."""
     conn = engine.connect()
     outer = conn.begin()
-    factory = sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
-                           expire_on_commit=False)
+    factory = sessionmaker(
+        bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
     dbmod.configure(engine, factory)
     session = factory()
     try:
@@ -119,8 +123,11 @@ def _empty(engine: Engine) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)
-                              + " RESTART IDENTITY CASCADE"))
+            conn.execute(
+                text(
+                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+                )
+            )
         else:
             for t in tables:
                 conn.execute(text(f'DELETE FROM "{t}"'))

@@ -17,41 +17,83 @@ PASSWORD = "correct-horse-battery"
 _seq = itertools.count(1)
 
 
-def make_tenant(db: Session, *, slug: str | None = None, name: str = "测试主播",
-                timezone: str = "Asia/Shanghai", expiry: dict[str, object] | None = None,
-                ) -> Tenant:
+def make_tenant(
+    db: Session,
+    *,
+    slug: str | None = None,
+    name: str = "测试主播",
+    timezone: str = "Asia/Shanghai",
+    expiry: dict[str, object] | None = None,
+) -> Tenant:
     n = next(_seq)
-    return tenants.create_tenant(db, slug=slug or f"anchor-{n}", name=f"{name}{n}",
-                                 timezone=timezone,
-                                 settings={"points_expiry": expiry or {"kind": "never"}})
+    return tenants.create_tenant(
+        db,
+        slug=slug or f"anchor-{n}",
+        name=f"{name}{n}",
+        timezone=timezone,
+        settings={"points_expiry": expiry or {"kind": "never"}},
+    )
 
 
-def make_operator(db: Session, tenant: Tenant, *, role: str = "owner",
-                  username: str | None = None, password: str = PASSWORD) -> Operator:
-    return tenants.create_operator(db, tenant_id=tenant.id,
-                                   username=username or f"op{next(_seq)}", password=password,
-                                   role=role)
+def make_operator(
+    db: Session,
+    tenant: Tenant,
+    *,
+    role: str = "owner",
+    username: str | None = None,
+    password: str = PASSWORD,
+) -> Operator:
+    return tenants.create_operator(
+        db,
+        tenant_id=tenant.id,
+        username=username or f"op{next(_seq)}",
+        password=password,
+        role=role,
+    )
 
 
-def make_member(db: Session, tenant: Tenant, *, nickname: str = "小鱼",
-                openid: str | None = None, tags: list[str] | None = None) -> Member:
-    return members.create_member(db, tenant_id=tenant.id,
-                                 openid=openid or f"openid-{next(_seq)}", nickname=nickname,
-                                 tags=tags or [])
+def make_member(
+    db: Session,
+    tenant: Tenant,
+    *,
+    nickname: str = "小鱼",
+    openid: str | None = None,
+    tags: list[str] | None = None,
+) -> Member:
+    return members.create_member(
+        db,
+        tenant_id=tenant.id,
+        openid=openid or f"openid-{next(_seq)}",
+        nickname=nickname,
+        tags=tags or [],
+    )
 
 
-def grant(db: Session, member: Member, points: int, *, key: str | None = None,
-          **kw: object) -> JournalEntry:
-    return ledger.grant(db, tenant_id=member.tenant_id, member_id=member.id, points=points,
-                        reason=str(kw.pop("reason", "purchase")),
-                        idempotency_key=key or f"test-grant-{next(_seq)}", actor=ledger.CLI,
-                        **kw)  # type: ignore[arg-type]
+def grant(
+    db: Session, member: Member, points: int, *, key: str | None = None, **kw: object
+) -> JournalEntry:
+    return ledger.grant(
+        db,
+        tenant_id=member.tenant_id,
+        member_id=member.id,
+        points=points,
+        reason=str(kw.pop("reason", "purchase")),
+        idempotency_key=key or f"test-grant-{next(_seq)}",
+        actor=ledger.CLI,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def spend(db: Session, member: Member, points: int, *, key: str | None = None) -> JournalEntry:
-    return ledger.spend(db, tenant_id=member.tenant_id, member_id=member.id, points=points,
-                        reason="redeem", idempotency_key=key or f"test-spend-{next(_seq)}",
-                        actor=ledger.CLI)
+    return ledger.spend(
+        db,
+        tenant_id=member.tenant_id,
+        member_id=member.id,
+        points=points,
+        reason="redeem",
+        idempotency_key=key or f"test-spend-{next(_seq)}",
+        actor=ledger.CLI,
+    )
 
 
 def token_headers(db: Session, op: Operator) -> dict[str, str]:

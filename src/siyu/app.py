@@ -58,9 +58,14 @@ class RequestContext:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 if request.query_params.get("lang") and i18n.normalize(
-                        request.query_params.get("lang")):
-                    headers.append((b"set-cookie", f"lang={locale}; Path=/; Max-Age=31536000; "
-                                                   f"SameSite=Lax".encode()))
+                    request.query_params.get("lang")
+                ):
+                    headers.append(
+                        (
+                            b"set-cookie",
+                            f"lang={locale}; Path=/; Max-Age=31536000; SameSite=Lax".encode(),
+                        )
+                    )
                 message["headers"] = headers
             await send(message)
 
@@ -80,11 +85,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     consumer = None
     settings = get_settings()
     if settings.runs_embedded_consumer and app.state.start_consumer:
-        from siyu.core.jobs import huey, load_tasks
+        from siyu.core.jobs import CONSUMER_POLLING, huey, load_tasks
 
         load_tasks()
-        consumer = huey.create_consumer(workers=settings.job_workers, worker_type="thread",
-                                        periodic=True)
+        consumer = huey.create_consumer(
+            workers=settings.job_workers, worker_type="thread", periodic=True, **CONSUMER_POLLING
+        )
         consumer.start()
         log.info("embedded job consumer started")
     try:
@@ -114,14 +120,20 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
     )
     app.state.start_consumer = start_consumer
     install_error_handlers(app)
-    for router in (tenants_api.router, members_api.router, ledger_api.router,
-                   admin_pages.router, member_pages.router):
+    for router in (
+        tenants_api.router,
+        members_api.router,
+        ledger_api.router,
+        admin_pages.router,
+        member_pages.router,
+    ):
         app.include_router(router)
 
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     if (NODE_MODULES / "htmx.org").exists():
-        app.mount("/assets/htmx", StaticFiles(directory=NODE_MODULES / "htmx.org" / "dist"),
-                  name="htmx")
+        app.mount(
+            "/assets/htmx", StaticFiles(directory=NODE_MODULES / "htmx.org" / "dist"), name="htmx"
+        )
 
     @app.get("/", include_in_schema=False)
     def index() -> RedirectResponse:
@@ -132,17 +144,25 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
         """Liveness and database reachability."""
         with dbmod.get_engine().connect() as conn:
             conn.execute(text("SELECT 1"))
-        return {"status": "ok", "database": dbmod.get_engine().dialect.name,
-                "queue": "redis" if settings.redis_url else "sqlite"}
+        return {
+            "status": "ok",
+            "database": dbmod.get_engine().dialect.name,
+            "queue": "redis" if settings.redis_url else "sqlite",
+        }
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
     _add_problem_schema(app)
-    app.add_middleware(SessionMiddleware, secret_key=settings.secret_key,
-                       session_cookie="siyu_session", same_site="lax",
-                       https_only=settings.env == "production", max_age=14 * 24 * 3600)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie="siyu_session",
+        same_site="lax",
+        https_only=settings.env == "production",
+        max_age=14 * 24 * 3600,
+    )
     app.add_middleware(RequestContext)
     return app
 

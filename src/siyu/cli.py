@@ -12,16 +12,25 @@ from rich.table import Table
 from siyu.core.cli import JsonFlag, command, console, emit, fail
 from siyu.core.settings import get_settings
 
-app = typer.Typer(help="siyu: private-domain operations for live-streaming anchors.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="siyu: private-domain operations for live-streaming anchors.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants (anchors, institutions).", no_args_is_help=True)
 operator_app = typer.Typer(help="Console operators.", no_args_is_help=True)
 member_app = typer.Typer(help="Members.", no_args_is_help=True)
 points_app = typer.Typer(help="Points of a member.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)
-for sub, name in ((db_app, "db"), (tenant_app, "tenant"), (operator_app, "operator"),
-                  (member_app, "member"), (points_app, "points"), (ledger_app, "ledger")):
+for sub, name in (
+    (db_app, "db"),
+    (tenant_app, "tenant"),
+    (operator_app, "operator"),
+    (member_app, "member"),
+    (points_app, "points"),
+    (ledger_app, "ledger"),
+):
     app.add_typer(sub, name=name)
 
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
@@ -52,9 +61,12 @@ def db_upgrade(revision: str = "head", as_json: JsonFlag = False) -> None:
 
 
 @tenant_app.command("create")
-def tenant_create(slug: str, name: Annotated[str, typer.Option("--name")],
-                  timezone: Annotated[str, typer.Option("--timezone")] = "Asia/Shanghai",
-                  as_json: JsonFlag = False) -> None:
+def tenant_create(
+    slug: str,
+    name: Annotated[str, typer.Option("--name")],
+    timezone: Annotated[str, typer.Option("--timezone")] = "Asia/Shanghai",
+    as_json: JsonFlag = False,
+) -> None:
     from siyu.tenants import service as tenants
 
     with command(as_json) as db:
@@ -68,8 +80,10 @@ def tenant_list(as_json: JsonFlag = False) -> None:
     from siyu.tenants import service as tenants
 
     with command(as_json) as db:
-        rows = [{"id": t.id, "slug": t.slug, "name": t.name, "timezone": t.timezone}
-                for t in tenants.list_tenants(db)]
+        rows = [
+            {"id": t.id, "slug": t.slug, "name": t.name, "timezone": t.timezone}
+            for t in tenants.list_tenants(db)
+        ]
 
     def table() -> None:
         tbl = Table("id", "slug", "name", "timezone")
@@ -81,15 +95,19 @@ def tenant_list(as_json: JsonFlag = False) -> None:
 
 
 @operator_app.command("create")
-def operator_create(tenant: TenantOpt, username: Annotated[str, typer.Option("--username")],
-                    password: Annotated[str, typer.Option("--password")],
-                    role: Annotated[str, typer.Option("--role")] = "operator",
-                    as_json: JsonFlag = False) -> None:
+def operator_create(
+    tenant: TenantOpt,
+    username: Annotated[str, typer.Option("--username")],
+    password: Annotated[str, typer.Option("--password")],
+    role: Annotated[str, typer.Option("--role")] = "operator",
+    as_json: JsonFlag = False,
+) -> None:
     from siyu.tenants import service as tenants
 
     with command(as_json) as db:
-        op = tenants.create_operator(db, tenant_id=_tenant_id(db, tenant), username=username,
-                                     password=password, role=role)
+        op = tenants.create_operator(
+            db, tenant_id=_tenant_id(db, tenant), username=username, password=password, role=role
+        )
         out = {"id": op.id, "username": op.username, "role": op.role, "tenant": tenant}
     emit(as_json, out, f"operator {username} ({role}) created")
 
@@ -98,14 +116,18 @@ def operator_create(tenant: TenantOpt, username: Annotated[str, typer.Option("--
 
 
 @member_app.command("create")
-def member_create(tenant: TenantOpt, openid: Annotated[str, typer.Option("--openid")],
-                  nickname: Annotated[str, typer.Option("--nickname")] = "",
-                  as_json: JsonFlag = False) -> None:
+def member_create(
+    tenant: TenantOpt,
+    openid: Annotated[str, typer.Option("--openid")],
+    nickname: Annotated[str, typer.Option("--nickname")] = "",
+    as_json: JsonFlag = False,
+) -> None:
     from siyu.members import service as members
 
     with command(as_json) as db:
-        m = members.create_member(db, tenant_id=_tenant_id(db, tenant), openid=openid,
-                                  nickname=nickname)
+        m = members.create_member(
+            db, tenant_id=_tenant_id(db, tenant), openid=openid, nickname=nickname
+        )
         out = {"id": m.id, "openid": m.openid, "nickname": m.nickname}
     emit(as_json, out, f"member {out['id']} created")
 
@@ -122,18 +144,28 @@ def _entry_out(e: object) -> dict[str, object]:
     from siyu.ledger.models import JournalEntry
 
     assert isinstance(e, JournalEntry)
-    return {"entry_id": e.id, "member_id": e.member_id, "kind": e.kind, "points": e.points,
-            "reason": e.reason, "idempotency_key": e.idempotency_key,
-            "created_at": e.created_at.isoformat()}
+    return {
+        "entry_id": e.id,
+        "member_id": e.member_id,
+        "kind": e.kind,
+        "points": e.points,
+        "reason": e.reason,
+        "idempotency_key": e.idempotency_key,
+        "created_at": e.created_at.isoformat(),
+    }
 
 
 @points_app.command("grant")
-def points_grant(tenant: TenantOpt, member: MemberOpt, points: PointsOpt, reason: ReasonOpt,
-                 key: KeyOpt,
-                 expires_at: Annotated[str | None, typer.Option("--expires-at",
-                                                                help="ISO 8601 instant")] = None,
-                 memo: Annotated[str, typer.Option("--memo")] = "",
-                 as_json: JsonFlag = False) -> None:
+def points_grant(
+    tenant: TenantOpt,
+    member: MemberOpt,
+    points: PointsOpt,
+    reason: ReasonOpt,
+    key: KeyOpt,
+    expires_at: Annotated[str | None, typer.Option("--expires-at", help="ISO 8601 instant")] = None,
+    memo: Annotated[str, typer.Option("--memo")] = "",
+    as_json: JsonFlag = False,
+) -> None:
     from siyu.ledger import service as ledger
 
     when = None
@@ -147,28 +179,53 @@ def points_grant(tenant: TenantOpt, member: MemberOpt, points: PointsOpt, reason
             fail(as_json, "points.invalid_expiry", "give a timezone, e.g. 2027-01-01T00:00+08:00")
     with command(as_json) as db:
         tid = _tenant_id(db, tenant)
-        e = ledger.grant(db, tenant_id=tid, member_id=member, points=points, reason=reason,
-                         idempotency_key=key, actor=ledger.CLI, memo=memo, expires_at=when)
-        out = _entry_out(e) | {"balance": ledger.get_balance(db, tenant_id=tid,
-                                                            member_id=member).balance}
-    emit(as_json, out, f"granted {points} points (entry {out['entry_id']}); "
-                       f"balance {out['balance']}")
+        e = ledger.grant(
+            db,
+            tenant_id=tid,
+            member_id=member,
+            points=points,
+            reason=reason,
+            idempotency_key=key,
+            actor=ledger.CLI,
+            memo=memo,
+            expires_at=when,
+        )
+        out = _entry_out(e) | {
+            "balance": ledger.get_balance(db, tenant_id=tid, member_id=member).balance
+        }
+    emit(
+        as_json, out, f"granted {points} points (entry {out['entry_id']}); balance {out['balance']}"
+    )
 
 
 @points_app.command("spend")
-def points_spend(tenant: TenantOpt, member: MemberOpt, points: PointsOpt, reason: ReasonOpt,
-                 key: KeyOpt, memo: Annotated[str, typer.Option("--memo")] = "",
-                 as_json: JsonFlag = False) -> None:
+def points_spend(
+    tenant: TenantOpt,
+    member: MemberOpt,
+    points: PointsOpt,
+    reason: ReasonOpt,
+    key: KeyOpt,
+    memo: Annotated[str, typer.Option("--memo")] = "",
+    as_json: JsonFlag = False,
+) -> None:
     from siyu.ledger import service as ledger
 
     with command(as_json) as db:
         tid = _tenant_id(db, tenant)
-        e = ledger.spend(db, tenant_id=tid, member_id=member, points=points, reason=reason,
-                         idempotency_key=key, actor=ledger.CLI, memo=memo)
-        out = _entry_out(e) | {"balance": ledger.get_balance(db, tenant_id=tid,
-                                                            member_id=member).balance}
-    emit(as_json, out, f"spent {points} points (entry {out['entry_id']}); "
-                       f"balance {out['balance']}")
+        e = ledger.spend(
+            db,
+            tenant_id=tid,
+            member_id=member,
+            points=points,
+            reason=reason,
+            idempotency_key=key,
+            actor=ledger.CLI,
+            memo=memo,
+        )
+        out = _entry_out(e) | {
+            "balance": ledger.get_balance(db, tenant_id=tid, member_id=member).balance
+        }
+    emit(as_json, out, f"spent {points} points (entry {out['entry_id']}); balance {out['balance']}")
 
 
 @points_app.command("balance")
@@ -177,9 +234,14 @@ def points_balance(tenant: TenantOpt, member: MemberOpt, as_json: JsonFlag = Fal
 
     with command(as_json) as db:
         b = ledger.get_balance(db, tenant_id=_tenant_id(db, tenant), member_id=member)
-        out = {"member_id": member, "balance": b.balance, "growth": b.growth,
-               "expiring": [{"expires_at": e.expires_at.isoformat(), "points": e.points}
-                            for e in b.expiring]}
+        out = {
+            "member_id": member,
+            "balance": b.balance,
+            "growth": b.growth,
+            "expiring": [
+                {"expires_at": e.expires_at.isoformat(), "points": e.points} for e in b.expiring
+            ],
+        }
     emit(as_json, out, f"member {member}: {b.balance} points (growth {b.growth})")
 
 
@@ -190,13 +252,20 @@ def ledger_verify(tenant: TenantOpt, as_json: JsonFlag = False) -> None:
 
     with command(as_json) as db:
         r = ledger.verify(db, tenant_id=_tenant_id(db, tenant))
-    out = {"ok": r.ok, "entries": r.entries, "accounts": r.accounts, "lots": r.lots,
-           "problems": [p.__dict__ for p in r.problems]}
+    out = {
+        "ok": r.ok,
+        "entries": r.entries,
+        "accounts": r.accounts,
+        "lots": r.lots,
+        "problems": [p.__dict__ for p in r.problems],
+    }
 
     def human() -> None:
         if r.ok:
-            console.print(f"[green]ledger consistent[/green]: {r.entries} entries, "
-                          f"{r.accounts} accounts, {r.lots} lots")
+            console.print(
+                f"[green]ledger consistent[/green]: {r.entries} entries, "
+                f"{r.accounts} accounts, {r.lots} lots"
+            )
             return
         tbl = Table("problem", "where", "expected", "actual", title="ledger differences")
         for p in r.problems:
@@ -222,30 +291,46 @@ def demo(as_json: JsonFlag = False) -> None:
 
 
 @app.command("serve")
-def serve(bind: Annotated[str | None, typer.Option("--bind")] = None,
-          workers: Annotated[int, typer.Option("--workers", help="Web processes")] = 1) -> None:
+def serve(
+    bind: Annotated[str | None, typer.Option("--bind")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Web processes")] = 1,
+) -> None:
     """Run the web app (and, on the embedded default, a job consumer in-process)."""
     import uvicorn
 
     settings = get_settings()
     host, port = (bind or settings.bind).rsplit(":", 1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s "
-                                                   "%(message)s")
-    uvicorn.run("siyu.app:create_app", factory=True, host=host, port=int(port),
-                workers=workers, proxy_headers=True, access_log=False)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        "siyu.app:create_app",
+        factory=True,
+        host=host,
+        port=int(port),
+        workers=workers,
+        proxy_headers=True,
+        access_log=False,
+    )
 
 
 @app.command("worker")
-def worker(workers: Annotated[int, typer.Option("--workers", help="Worker threads")] = 4,
-           periodic: Annotated[bool, typer.Option(help="Also run periodic jobs")] = True) -> None:
+def worker(
+    workers: Annotated[int, typer.Option("--workers", help="Worker threads")] = 4,
+    periodic: Annotated[bool, typer.Option(help="Also run periodic jobs")] = True,
+) -> None:
     """Run job consumers only (production: many of these against Redis)."""
-    from siyu.core.jobs import huey, load_tasks
+    from siyu.core.jobs import CONSUMER_POLLING, huey, load_tasks
 
     logging.basicConfig(level=logging.INFO)
     load_tasks()
-    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic)
+    consumer = huey.create_consumer(
+        workers=workers, worker_type="thread", periodic=periodic, **CONSUMER_POLLING
+    )
     consumer.run()
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -11,8 +11,12 @@ from siyu.members import service as members
 from siyu.tenants import service as tenants
 
 SLUG = "demo"
-OPERATORS = [("admin", "siyu-demo-2026", "owner"), ("yunying", "siyu-demo-2026", "operator"),
-             ("kefu", "siyu-demo-2026", "service"), ("fenxi", "siyu-demo-2026", "analyst")]
+OPERATORS = [
+    ("admin", "siyu-demo-2026", "owner"),
+    ("yunying", "siyu-demo-2026", "operator"),
+    ("kefu", "siyu-demo-2026", "service"),
+    ("fenxi", "siyu-demo-2026", "analyst"),
+]
 FANS = [
     ("demo-openid-xiaoyu", "小鱼", ["上海-干皮", "双11"], "taobao", "xiaoyu_tb", 3280),
     ("demo-openid-mimi", "咪咪酱", ["杭州-油皮"], "douyin", "mimi_dy", 860),
@@ -27,22 +31,50 @@ def seed(db: Session) -> dict[str, Any]:
     if tenant is None:
         tenant = tenants.create_tenant(db, slug=SLUG, name="所有女生 · 演示直播间")
         for username, password, role in OPERATORS:
-            tenants.create_operator(db, tenant_id=tenant.id, username=username,
-                                    password=password, role=role)
+            tenants.create_operator(
+                db, tenant_id=tenant.id, username=username, password=password, role=role
+            )
     for openid, nick, tags, platform, account, points in FANS:
         member = members.find_by_openid(db, tenant_id=tenant.id, openid=openid)
         if member is None:
-            member = members.create_member(db, tenant_id=tenant.id, openid=openid,
-                                           nickname=nick, tags=tags, source_channel="live-qr")
+            member = members.create_member(
+                db,
+                tenant_id=tenant.id,
+                openid=openid,
+                nickname=nick,
+                tags=tags,
+                source_channel="live-qr",
+            )
             if platform and account:
-                members.bind_account(db, tenant_id=tenant.id, member_id=member.id,
-                                     platform=platform, account=account)
+                members.bind_account(
+                    db, tenant_id=tenant.id, member_id=member.id, platform=platform, account=account
+                )
         if points:
-            ledger.grant(db, tenant_id=tenant.id, member_id=member.id, points=points,
-                         reason="purchase", memo="双11直播间订单", reference="demo",
-                         idempotency_key=f"demo:grant:{openid}", actor=ledger.CLI)
-            ledger.spend(db, tenant_id=tenant.id, member_id=member.id, points=points // 4,
-                         reason="redeem", memo="积分商城兑换", idempotency_key=f"demo:spend:{openid}",
-                         actor=ledger.CLI)
-    return {"tenant": SLUG, "tenant_id": tenant.id, "operator": OPERATORS[0][0],
-            "password": OPERATORS[0][1], "member_openid": FANS[0][0]}
+            ledger.grant(
+                db,
+                tenant_id=tenant.id,
+                member_id=member.id,
+                points=points,
+                reason="purchase",
+                memo="双11直播间订单",
+                reference="demo",
+                idempotency_key=f"demo:grant:{openid}",
+                actor=ledger.CLI,
+            )
+            ledger.spend(
+                db,
+                tenant_id=tenant.id,
+                member_id=member.id,
+                points=points // 4,
+                reason="redeem",
+                memo="积分商城兑换",
+                idempotency_key=f"demo:spend:{openid}",
+                actor=ledger.CLI,
+            )
+    return {
+        "tenant": SLUG,
+        "tenant_id": tenant.id,
+        "operator": OPERATORS[0][0],
+        "password": OPERATORS[0][1],
+        "member_openid": FANS[0][0],
+    }

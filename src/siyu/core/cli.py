@@ -32,8 +32,7 @@ def emit(as_json: bool, data: dict[str, Any], human: Callable[[], None] | str) -
 
 def fail(as_json: bool, code: str, message: str) -> None:
     if as_json:
-        sys.stdout.write(json.dumps({"code": code, "message": message}, ensure_ascii=False)
-                         + "\n")
+        sys.stdout.write(json.dumps({"code": code, "message": message}, ensure_ascii=False) + "\n")
     else:
         err_console.print(f"[red]error[/red] [{code}]: {message}", markup=True, highlight=False)
     raise typer.Exit(1)

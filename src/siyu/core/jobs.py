@@ -20,6 +20,9 @@ def make_huey() -> Huey:
 
 
 huey = make_huey()
+# Poll an empty SQLite queue at most every 0.5 s (Huey's default backs off to 10 s): reminders
+# must leave within a second of being queued. Redis dequeues block, so this costs nothing there.
+CONSUMER_POLLING = {"initial_delay": 0.05, "backoff": 1.15, "max_delay": 0.5}
 
 
 def load_tasks() -> None:

@@ -73,8 +73,9 @@ DbSession = Annotated[Session, Depends(_db)]
 # --- errors -----------------------------------------------------------------------------------
 
 
-def problem_response(err: SiyuError, request: Request | None = None,
-                     extra: dict[str, Any] | None = None) -> JSONResponse:
+def problem_response(
+    err: SiyuError, request: Request | None = None, extra: dict[str, Any] | None = None
+) -> JSONResponse:
     body = err.problem(instance=str(request.url.path) if request else None)
     body.update(extra or {})
     headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
@@ -95,8 +96,10 @@ def install_error_handlers(app: Any) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> Response:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
-                   "type": e.get("type", "")} for e in err.errors()]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in err.errors()
+        ]
         siyu_err = InvalidRequest()
         if wants_html(request):
             return render_error(request, siyu_err)
@@ -135,9 +138,11 @@ class _MethodNotAllowed(SiyuError):
 
 
 def pick_locale(request: Request) -> str:
-    return (i18n.normalize(request.query_params.get("lang"))
-            or i18n.normalize(request.cookies.get("lang"))
-            or i18n.negotiate(request.headers.get("accept-language")))
+    return (
+        i18n.normalize(request.query_params.get("lang"))
+        or i18n.normalize(request.cookies.get("lang"))
+        or i18n.negotiate(request.headers.get("accept-language"))
+    )
 
 
 # --- templates --------------------------------------------------------------------------------
@@ -150,7 +155,8 @@ _env = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 _env.install_gettext_callables(  # type: ignore[attr-defined]
-    lambda s: i18n.gettext(s), lambda s, p, n: i18n.ngettext(s, p, n), newstyle=True)
+    lambda s: i18n.gettext(s), lambda s, p, n: i18n.ngettext(s, p, n), newstyle=True
+)
 
 
 def _fmt_points(n: int) -> str:
@@ -181,7 +187,8 @@ def render(request: Request, template: str, status_code: int = 200, **ctx: Any) 
     ctx.setdefault("error", None)
     ctx.setdefault("notice", request.query_params.get("notice"))
     html = _env.get_template(template).render(
-        request=request, locale=i18n.get_locale(), csrf_token=csrf_token(request), **ctx)
+        request=request, locale=i18n.get_locale(), csrf_token=csrf_token(request), **ctx
+    )
     return HTMLResponse(html, status_code=status_code)
 
 
@@ -193,8 +200,9 @@ def render_error(request: Request, err: SiyuError) -> Response:
         if slug:
             return RedirectResponse(f"/m/{slug}/login", status_code=303)
     template = "admin/error.html" if request.url.path.startswith("/admin") else "m/error.html"
-    return render(request, template, status_code=err.status, err=err,
-                  slug=request.path_params.get("slug", ""))
+    return render(
+        request, template, status_code=err.status, err=err, slug=request.path_params.get("slug", "")
+    )
 
 
 # --- CSRF (pages) -----------------------------------------------------------------------------
@@ -231,8 +239,9 @@ def _bearer(authorization: str | None) -> str | None:
     return None
 
 
-def api_operator(request: Request, db: DbSession,
-                 authorization: Annotated[str | None, Header()] = None) -> Any:
+def api_operator(
+    request: Request, db: DbSession, authorization: Annotated[str | None, Header()] = None
+) -> Any:
     from siyu.tenants import service as tenants
 
     secret = _bearer(authorization)
@@ -311,8 +320,7 @@ def page_member(request: Request, db: DbSession) -> Any:
 
 
 def idempotency_key(
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key",
-                                                  max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> str:
     if not idempotency_key or not idempotency_key.strip():
         raise IdempotencyKeyRequired()
@@ -326,7 +334,12 @@ def problems(*errors: type[SiyuError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` documenting the problem+json errors a route can answer."""
     out: dict[int | str, dict[str, Any]] = {}
     for err in (*errors, InvalidRequest):
-        entry = out.setdefault(err.status, {"description": "", "content": {
-            PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+        entry = out.setdefault(
+            err.status,
+            {
+                "description": "",
+                "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            },
+        )
         entry["description"] = ", ".join(filter(None, [entry["description"], err.code]))
     return out

@@ -41,10 +41,18 @@ def balance_read(db: Session, *, tenant_id: int, member_id: int) -> BalanceRead:
     assert tenant is not None
     bal = service.get_balance(db, tenant_id=tenant_id, member_id=member_id)
     return BalanceRead(
-        member_id=member_id, balance=bal.balance, growth=bal.growth,
-        expiring=[ExpiringRead(expires_at=e.expires_at, points=e.points,
-                               expires_on=last_day(e.expires_at, tenant.timezone))
-                  for e in bal.expiring])
+        member_id=member_id,
+        balance=bal.balance,
+        growth=bal.growth,
+        expiring=[
+            ExpiringRead(
+                expires_at=e.expires_at,
+                points=e.points,
+                expires_on=last_day(e.expires_at, tenant.timezone),
+            )
+            for e in bal.expiring
+        ],
+    )
 
 
 def last_day(expires_at: dt.datetime, tz: str) -> dt.date:
@@ -54,80 +62,144 @@ def last_day(expires_at: dt.datetime, tz: str) -> dt.date:
 
 def entry_page(entries: list[object], limit: int) -> EntryPage:
     items = [EntryRead.model_validate(e) for e in entries]
-    return EntryPage(items=items,
-                     next_before_id=items[-1].id if len(items) == limit and items else None)
+    return EntryPage(
+        items=items, next_before_id=items[-1].id if len(items) == limit and items else None
+    )
 
 
 @router.get("/members/{member_id}/points", responses=problems(Forbidden, MemberNotFound))
-def read_balance(member_id: int, db: DbSession,
-                 op: Annotated[Operator, requires("points.read")]) -> BalanceRead:
+def read_balance(
+    member_id: int, db: DbSession, op: Annotated[Operator, requires("points.read")]
+) -> BalanceRead:
     return balance_read(db, tenant_id=op.tenant_id, member_id=member_id)
 
 
-@router.get("/members/{member_id}/points/entries",
-            responses=problems(Forbidden, MemberNotFound))
-def list_entries(member_id: int, db: DbSession,
-                 op: Annotated[Operator, requires("points.read")],
-                 before_id: int | None = None,
-                 limit: Annotated[int, Query(ge=1, le=200)] = 20) -> EntryPage:
+@router.get("/members/{member_id}/points/entries", responses=problems(Forbidden, MemberNotFound))
+def list_entries(
+    member_id: int,
+    db: DbSession,
+    op: Annotated[Operator, requires("points.read")],
+    before_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> EntryPage:
     from siyu.members import service as members
 
     members.get_member(db, tenant_id=op.tenant_id, member_id=member_id)
-    entries = service.list_entries(db, tenant_id=op.tenant_id, member_id=member_id,
-                                   before_id=before_id, limit=limit)
+    entries = service.list_entries(
+        db, tenant_id=op.tenant_id, member_id=member_id, before_id=before_id, limit=limit
+    )
     return entry_page(list(entries), limit)
 
 
-@router.post("/members/{member_id}/points/grant", status_code=201,
-             responses=problems(Forbidden, MemberNotFound, IdempotencyConflict, InvalidExpiry))
-def grant_points(member_id: int, body: GrantIn, db: DbSession, key: IdempotencyKey,
-                 op: Annotated[Operator, requires("points.adjust")]) -> EntryRead:
+@router.post(
+    "/members/{member_id}/points/grant",
+    status_code=201,
+    responses=problems(Forbidden, MemberNotFound, IdempotencyConflict, InvalidExpiry),
+)
+def grant_points(
+    member_id: int,
+    body: GrantIn,
+    db: DbSession,
+    key: IdempotencyKey,
+    op: Annotated[Operator, requires("points.adjust")],
+) -> EntryRead:
     """Credit points. Send an ``Idempotency-Key``: a retry returns the first entry."""
-    entry = service.grant(db, tenant_id=op.tenant_id, member_id=member_id, points=body.points,
-                          reason=body.reason, memo=body.memo, reference=body.reference,
-                          expires_at=body.expires_at, counts_for_growth=body.counts_for_growth,
-                          idempotency_key=key, actor=service.Actor.operator(op.id))
+    entry = service.grant(
+        db,
+        tenant_id=op.tenant_id,
+        member_id=member_id,
+        points=body.points,
+        reason=body.reason,
+        memo=body.memo,
+        reference=body.reference,
+        expires_at=body.expires_at,
+        counts_for_growth=body.counts_for_growth,
+        idempotency_key=key,
+        actor=service.Actor.operator(op.id),
+    )
     return EntryRead.model_validate(entry)
 
 
-@router.post("/members/{member_id}/points/spend", status_code=201,
-             responses=problems(Forbidden, MemberNotFound, InsufficientPoints,
-                                IdempotencyConflict))
-def spend_points(member_id: int, body: SpendIn, db: DbSession, key: IdempotencyKey,
-                 op: Annotated[Operator, requires("points.adjust")]) -> EntryRead:
+@router.post(
+    "/members/{member_id}/points/spend",
+    status_code=201,
+    responses=problems(Forbidden, MemberNotFound, InsufficientPoints, IdempotencyConflict),
+)
+def spend_points(
+    member_id: int,
+    body: SpendIn,
+    db: DbSession,
+    key: IdempotencyKey,
+    op: Annotated[Operator, requires("points.adjust")],
+) -> EntryRead:
     """Debit points, earliest-expiring first; ``points.insufficient`` takes nothing."""
-    entry = service.spend(db, tenant_id=op.tenant_id, member_id=member_id, points=body.points,
-                          reason=body.reason, memo=body.memo, reference=body.reference,
-                          idempotency_key=key, actor=service.Actor.operator(op.id))
+    entry = service.spend(
+        db,
+        tenant_id=op.tenant_id,
+        member_id=member_id,
+        points=body.points,
+        reason=body.reason,
+        memo=body.memo,
+        reference=body.reference,
+        idempotency_key=key,
+        actor=service.Actor.operator(op.id),
+    )
     return EntryRead.model_validate(entry)
 
 
 @router.get("/points/entries/{entry_id}", responses=problems(Forbidden, EntryNotFound))
-def read_entry(entry_id: int, db: DbSession,
-               op: Annotated[Operator, requires("points.read")]) -> EntryRead:
+def read_entry(
+    entry_id: int, db: DbSession, op: Annotated[Operator, requires("points.read")]
+) -> EntryRead:
     return EntryRead.model_validate(
-        service.get_entry(db, tenant_id=op.tenant_id, entry_id=entry_id))
+        service.get_entry(db, tenant_id=op.tenant_id, entry_id=entry_id)
+    )
 
 
-@router.post("/points/entries/{entry_id}/reverse", status_code=201,
-             responses=problems(Forbidden, EntryNotFound, NotReversible, ReversalTooLarge,
-                                InsufficientPoints, IdempotencyConflict))
-def reverse_entry(entry_id: int, body: ReverseIn, db: DbSession, key: IdempotencyKey,
-                  op: Annotated[Operator, requires("points.adjust")]) -> EntryRead:
+@router.post(
+    "/points/entries/{entry_id}/reverse",
+    status_code=201,
+    responses=problems(
+        Forbidden,
+        EntryNotFound,
+        NotReversible,
+        ReversalTooLarge,
+        InsufficientPoints,
+        IdempotencyConflict,
+    ),
+)
+def reverse_entry(
+    entry_id: int,
+    body: ReverseIn,
+    db: DbSession,
+    key: IdempotencyKey,
+    op: Annotated[Operator, requires("points.adjust")],
+) -> EntryRead:
     """Reverse all or part of a credit or debit."""
-    entry = service.reverse(db, tenant_id=op.tenant_id, entry_id=entry_id, points=body.points,
-                            reason=body.reason, memo=body.memo, idempotency_key=key,
-                            actor=service.Actor.operator(op.id))
+    entry = service.reverse(
+        db,
+        tenant_id=op.tenant_id,
+        entry_id=entry_id,
+        points=body.points,
+        reason=body.reason,
+        memo=body.memo,
+        idempotency_key=key,
+        actor=service.Actor.operator(op.id),
+    )
     return EntryRead.model_validate(entry)
 
 
 @router.get("/ledger/verify", responses=problems(Forbidden))
-def verify_ledger(db: DbSession,
-                  op: Annotated[Operator, requires("points.read")]) -> VerifyRead:
+def verify_ledger(db: DbSession, op: Annotated[Operator, requires("points.read")]) -> VerifyRead:
     """Recompute every balance and lot from postings; ``ok`` is false on any difference."""
     report = service.verify(db, tenant_id=op.tenant_id)
-    return VerifyRead(ok=report.ok, entries=report.entries, accounts=report.accounts,
-                      lots=report.lots, problems=[p.__dict__ for p in report.problems])
+    return VerifyRead(
+        ok=report.ok,
+        entries=report.entries,
+        accounts=report.accounts,
+        lots=report.lots,
+        problems=[p.__dict__ for p in report.problems],
+    )
 
 
 @router.get("/me/points", tags=["member"])
@@ -136,8 +208,13 @@ def my_balance(db: DbSession, member: CurrentMember) -> BalanceRead:
 
 
 @router.get("/me/points/entries", tags=["member"])
-def my_entries(db: DbSession, member: CurrentMember, before_id: int | None = None,
-               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> EntryPage:
-    entries = service.list_entries(db, tenant_id=member.tenant_id, member_id=member.id,
-                                   before_id=before_id, limit=limit)
+def my_entries(
+    db: DbSession,
+    member: CurrentMember,
+    before_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> EntryPage:
+    entries = service.list_entries(
+        db, tenant_id=member.tenant_id, member_id=member.id, before_id=before_id, limit=limit
+    )
     return entry_page(list(entries), limit)

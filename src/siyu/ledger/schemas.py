@@ -16,7 +16,8 @@ class PointsChange(BaseModel):
 
 class GrantIn(PointsChange):
     expires_at: AwareDatetime | None = Field(
-        default=None, description="Overrides the tenant's expiry policy for this lot")
+        default=None, description="Overrides the tenant's expiry policy for this lot"
+    )
     counts_for_growth: bool = True
 
 
@@ -25,8 +26,12 @@ class SpendIn(PointsChange):
 
 
 class ReverseIn(BaseModel):
-    points: int | None = Field(default=None, gt=0, le=1_000_000_000,
-                               description="Omit to reverse everything still reversible")
+    points: int | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000_000,
+        description="Omit to reverse everything still reversible",
+    )
     reason: str = Field(default="reversal", pattern=REASON)
     memo: str = Field(default="", max_length=500)
 

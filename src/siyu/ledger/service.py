@@ -83,22 +83,25 @@ class Balance:
 
 
 def _system_account(db: Session, tenant_id: int, kind: str) -> m.Account:
-    acc = db.scalar(select(m.Account).where(m.Account.tenant_id == tenant_id,
-                                            m.Account.code == kind))
+    acc = db.scalar(
+        select(m.Account).where(m.Account.tenant_id == tenant_id, m.Account.code == kind)
+    )
     if acc is None:
         acc = _create_account(db, tenant_id=tenant_id, code=kind, kind=kind, member_id=None)
     return acc
 
 
-def _create_account(db: Session, *, tenant_id: int, code: str, kind: str,
-                    member_id: int | None) -> m.Account:
+def _create_account(
+    db: Session, *, tenant_id: int, code: str, kind: str, member_id: int | None
+) -> m.Account:
     acc = m.Account(tenant_id=tenant_id, code=code, kind=kind, member_id=member_id)
     try:
         with db.begin_nested():  # a concurrent creator wins; we then read its row
             db.add(acc)
     except IntegrityError:
-        found = db.scalar(select(m.Account).where(m.Account.tenant_id == tenant_id,
-                                                  m.Account.code == code))
+        found = db.scalar(
+            select(m.Account).where(m.Account.tenant_id == tenant_id, m.Account.code == code)
+        )
         assert found is not None
         return found
     return acc
@@ -111,18 +114,24 @@ def open_accounts(db: Session, *, tenant_id: int) -> None:
 
 
 def _wallet(db: Session, tenant_id: int, member_id: int, *, lock: bool) -> m.Account:
-    q = select(m.Account).where(m.Account.tenant_id == tenant_id,
-                                m.Account.code == f"wallet:{member_id}")
+    q = select(m.Account).where(
+        m.Account.tenant_id == tenant_id, m.Account.code == f"wallet:{member_id}"
+    )
     if lock:
         # populate_existing: the lock may have waited on another writer; read its result.
         q = q.with_for_update().execution_options(populate_existing=True)
     acc = db.scalar(q)
     if acc is None:
-        if db.scalar(select(Member.id).where(Member.id == member_id,
-                                             Member.tenant_id == tenant_id)) is None:
+        if (
+            db.scalar(
+                select(Member.id).where(Member.id == member_id, Member.tenant_id == tenant_id)
+            )
+            is None
+        ):
             raise MemberNotFound(member_id=member_id)
-        _create_account(db, tenant_id=tenant_id, code=f"wallet:{member_id}", kind=m.WALLET,
-                        member_id=member_id)
+        _create_account(
+            db, tenant_id=tenant_id, code=f"wallet:{member_id}", kind=m.WALLET, member_id=member_id
+        )
         acc = db.scalar(q)
         assert acc is not None
     return acc
@@ -145,8 +154,13 @@ def _check_reason(reason: str) -> None:
         raise InvalidReason(reason=reason)
 
 
+# Keys the ledger derives itself (``expire:<lot>:<n>``). A caller's key there would take an
+# expiry's key first and make every later write to that wallet fail on the unique index.
+_RESERVED_KEY_PREFIXES = ("expire:",)
+
+
 def _check_key(key: str) -> None:
-    if not key or len(key) > 200:
+    if not key or len(key) > 200 or key.startswith(_RESERVED_KEY_PREFIXES):
         raise InvalidRequest(field="idempotency_key")
 
 
@@ -154,22 +168,28 @@ def _check_key(key: str) -> None:
 
 
 def _existing(db: Session, tenant_id: int, key: str) -> m.JournalEntry | None:
-    return db.scalar(select(m.JournalEntry).where(m.JournalEntry.tenant_id == tenant_id,
-                                                  m.JournalEntry.idempotency_key == key))
+    return db.scalar(
+        select(m.JournalEntry).where(
+            m.JournalEntry.tenant_id == tenant_id, m.JournalEntry.idempotency_key == key
+        )
+    )
 
 
-def _replay(entry: m.JournalEntry, *, member_id: int, kind: str, points: int,
-            reverses_id: int | None = None) -> m.JournalEntry:
+def _replay(
+    entry: m.JournalEntry, *, member_id: int, kind: str, points: int, reverses_id: int | None = None
+) -> m.JournalEntry:
     """The first entry for a key, if the repeat asks for the same change."""
     if (entry.member_id, entry.kind, entry.points, entry.reverses_id) != (
-        member_id, kind, points, reverses_id
+        member_id,
+        kind,
+        points,
+        reverses_id,
     ):
         raise IdempotencyConflict(key=entry.idempotency_key, entry_id=entry.id)
     return entry
 
 
-def _replay_reversal(entry: m.JournalEntry, *, entry_id: int,
-                     points: int | None) -> m.JournalEntry:
+def _replay_reversal(entry: m.JournalEntry, *, entry_id: int, points: int | None) -> m.JournalEntry:
     if entry.reverses_id != entry_id or (points is not None and abs(entry.points) != points):
         raise IdempotencyConflict(key=entry.idempotency_key, entry_id=entry.id)
     return entry
@@ -187,8 +207,10 @@ def _claim_key(db: Session, entry: m.JournalEntry) -> m.JournalEntry | None:
 
 def _post(db: Session, entry: m.JournalEntry, lines: list[tuple[m.Account, int]]) -> None:
     assert sum(amount for _, amount in lines) == 0, "postings must balance"
-    db.add_all(m.Posting(tenant_id=entry.tenant_id, entry_id=entry.id, account_id=acc.id,
-                         amount=amount) for acc, amount in lines)
+    db.add_all(
+        m.Posting(tenant_id=entry.tenant_id, entry_id=entry.id, account_id=acc.id, amount=amount)
+        for acc, amount in lines
+    )
     for acc, amount in lines:
         if acc.kind != m.WALLET:
             continue
@@ -205,33 +227,63 @@ def _post(db: Session, entry: m.JournalEntry, lines: list[tuple[m.Account, int]]
         set_committed_value(acc, "balance", acc.balance + amount)
 
 
-def _new_entry(*, tenant_id: int, member_id: int, kind: str, points: int, reason: str,
-               key: str, actor: Actor, memo: str, reference: str,
-               reverses_id: int | None = None) -> m.JournalEntry:
+def _new_entry(
+    *,
+    tenant_id: int,
+    member_id: int,
+    kind: str,
+    points: int,
+    reason: str,
+    key: str,
+    actor: Actor,
+    memo: str,
+    reference: str,
+    reverses_id: int | None = None,
+) -> m.JournalEntry:
     return m.JournalEntry(
-        tenant_id=tenant_id, member_id=member_id, kind=kind, points=points, reason=reason,
-        memo=memo[:500], reference=reference[:200], actor_type=actor.type, actor_id=actor.id,
-        idempotency_key=key, reverses_id=reverses_id, created_at=clock.now(),
+        tenant_id=tenant_id,
+        member_id=member_id,
+        kind=kind,
+        points=points,
+        reason=reason,
+        memo=memo[:500],
+        reference=reference[:200],
+        actor_type=actor.type,
+        actor_id=actor.id,
+        idempotency_key=key,
+        reverses_id=reverses_id,
+        created_at=clock.now(),
     )
 
 
-def _take_from_lots(db: Session, wallet: m.Account, entry: m.JournalEntry, points: int,
-                    *, first_lot_id: int | None = None) -> None:
+def _take_from_lots(
+    db: Session,
+    wallet: m.Account,
+    entry: m.JournalEntry,
+    points: int,
+    *,
+    first_lot_id: int | None = None,
+) -> None:
     """Consume ``points`` from unexpired lots, earliest expiry first (``first_lot_id`` first)."""
     now = clock.now()
     lots = db.scalars(
         select(m.Lot)
-        .where(m.Lot.account_id == wallet.id, m.Lot.remaining > 0,
-               or_(m.Lot.expires_at.is_(None), m.Lot.expires_at > now))
-        .order_by((m.Lot.id != (first_lot_id or 0)), m.Lot.expires_at.asc().nulls_last(),
-                  m.Lot.id)
+        .where(
+            m.Lot.account_id == wallet.id,
+            m.Lot.remaining > 0,
+            or_(m.Lot.expires_at.is_(None), m.Lot.expires_at > now),
+        )
+        .order_by((m.Lot.id != (first_lot_id or 0)), m.Lot.expires_at.asc().nulls_last(), m.Lot.id)
     )
     left = points
     for lot in lots:
         take = min(lot.remaining, left)
         lot.remaining -= take
-        db.add(m.LotMovement(tenant_id=wallet.tenant_id, entry_id=entry.id, lot_id=lot.id,
-                             points=-take))
+        db.add(
+            m.LotMovement(
+                tenant_id=wallet.tenant_id, entry_id=entry.id, lot_id=lot.id, points=-take
+            )
+        )
         left -= take
         if not left:
             break
@@ -239,10 +291,20 @@ def _take_from_lots(db: Session, wallet: m.Account, entry: m.JournalEntry, point
         raise InsufficientPoints(balance=points - left, wanted=points)
 
 
-def grant(db: Session, *, tenant_id: int, member_id: int, points: int, reason: str,
-          idempotency_key: str, actor: Actor, memo: str = "", reference: str = "",
-          expires_at: dt.datetime | None = None, counts_for_growth: bool = True,
-          ) -> m.JournalEntry:
+def grant(
+    db: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    points: int,
+    reason: str,
+    idempotency_key: str,
+    actor: Actor,
+    memo: str = "",
+    reference: str = "",
+    expires_at: dt.datetime | None = None,
+    counts_for_growth: bool = True,
+) -> m.JournalEntry:
     """Credit points in a new lot. ``expires_at`` defaults to the tenant's expiry policy.
 
     A repeat with the same key returns the first entry; a different change under a used key
@@ -251,15 +313,24 @@ def grant(db: Session, *, tenant_id: int, member_id: int, points: int, reason: s
     _check_points(points)
     _check_reason(reason)
     _check_key(idempotency_key)
+    if (found := _existing(db, tenant_id, idempotency_key)) is not None:
+        return _replay(found, member_id=member_id, kind=m.CREDIT, points=points)
+    # After the replay: a retry must get its entry even once its explicit expiry has passed.
     now = clock.now()
     if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
         raise InvalidExpiry()
-    if (found := _existing(db, tenant_id, idempotency_key)) is not None:
-        return _replay(found, member_id=member_id, kind=m.CREDIT, points=points)
     wallet = _wallet(db, tenant_id, member_id, lock=True)
-    entry = _new_entry(tenant_id=tenant_id, member_id=member_id, kind=m.CREDIT, points=points,
-                       reason=reason, key=idempotency_key, actor=actor, memo=memo,
-                       reference=reference)
+    entry = _new_entry(
+        tenant_id=tenant_id,
+        member_id=member_id,
+        kind=m.CREDIT,
+        points=points,
+        reason=reason,
+        key=idempotency_key,
+        actor=actor,
+        memo=memo,
+        reference=reference,
+    )
     if _claim_key(db, entry) is None:
         found = _existing(db, tenant_id, idempotency_key)
         assert found is not None
@@ -267,17 +338,35 @@ def grant(db: Session, *, tenant_id: int, member_id: int, points: int, reason: s
     if expires_at is None:
         expires_at = default_expiry(db, tenant_id=tenant_id, earned_at=now)
     _post(db, entry, [(wallet, points), (_system_account(db, tenant_id, m.ISSUANCE), -points)])
-    db.add(m.Lot(tenant_id=tenant_id, account_id=wallet.id, entry_id=entry.id, points=points,
-                 remaining=points, expires_at=expires_at, created_at=now))
+    db.add(
+        m.Lot(
+            tenant_id=tenant_id,
+            account_id=wallet.id,
+            entry_id=entry.id,
+            points=points,
+            remaining=points,
+            expires_at=expires_at,
+            created_at=now,
+        )
+    )
     if counts_for_growth:
         wallet.growth += points
     db.flush()
     return entry
 
 
-def spend(db: Session, *, tenant_id: int, member_id: int, points: int, reason: str,
-          idempotency_key: str, actor: Actor, memo: str = "", reference: str = "",
-          ) -> m.JournalEntry:
+def spend(
+    db: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    points: int,
+    reason: str,
+    idempotency_key: str,
+    actor: Actor,
+    memo: str = "",
+    reference: str = "",
+) -> m.JournalEntry:
     """Debit points, earliest-expiring lots first. Raises InsufficientPoints, taking nothing."""
     _check_points(points)
     _check_reason(reason)
@@ -288,23 +377,40 @@ def spend(db: Session, *, tenant_id: int, member_id: int, points: int, reason: s
     _expire_wallet(db, wallet)
     if wallet.balance < points:
         raise InsufficientPoints(balance=wallet.balance, wanted=points)
-    entry = _new_entry(tenant_id=tenant_id, member_id=member_id, kind=m.DEBIT, points=-points,
-                       reason=reason, key=idempotency_key, actor=actor, memo=memo,
-                       reference=reference)
+    entry = _new_entry(
+        tenant_id=tenant_id,
+        member_id=member_id,
+        kind=m.DEBIT,
+        points=-points,
+        reason=reason,
+        key=idempotency_key,
+        actor=actor,
+        memo=memo,
+        reference=reference,
+    )
     if _claim_key(db, entry) is None:
         found = _existing(db, tenant_id, idempotency_key)
         assert found is not None
         return _replay(found, member_id=member_id, kind=m.DEBIT, points=-points)
     with db.begin_nested():  # an unexpected shortfall leaves no half-posted entry behind
         _take_from_lots(db, wallet, entry, points)
-        _post(db, entry,
-              [(wallet, -points), (_system_account(db, tenant_id, m.REDEMPTION), points)])
+        _post(
+            db, entry, [(wallet, -points), (_system_account(db, tenant_id, m.REDEMPTION), points)]
+        )
     return entry
 
 
-def reverse(db: Session, *, tenant_id: int, entry_id: int, idempotency_key: str,
-            actor: Actor, points: int | None = None, reason: str = "reversal",
-            memo: str = "") -> m.JournalEntry:
+def reverse(
+    db: Session,
+    *,
+    tenant_id: int,
+    entry_id: int,
+    idempotency_key: str,
+    actor: Actor,
+    points: int | None = None,
+    reason: str = "reversal",
+    memo: str = "",
+) -> m.JournalEntry:
     """Undo all or part of a credit or debit, linked to it by ``reverses_id``.
 
     Reversing a credit takes the points back from its own lot first, then earliest-expiring
@@ -331,9 +437,18 @@ def reverse(db: Session, *, tenant_id: int, entry_id: int, idempotency_key: str,
     if original.kind == m.CREDIT and wallet.balance < wanted:
         raise InsufficientPoints(balance=wallet.balance, wanted=wanted)
     sign = -1 if original.kind == m.CREDIT else 1
-    entry = _new_entry(tenant_id=tenant_id, member_id=original.member_id, kind=m.REVERSAL,
-                       points=sign * wanted, reason=reason, key=idempotency_key, actor=actor,
-                       memo=memo, reference=f"entry:{original.id}", reverses_id=original.id)
+    entry = _new_entry(
+        tenant_id=tenant_id,
+        member_id=original.member_id,
+        kind=m.REVERSAL,
+        points=sign * wanted,
+        reason=reason,
+        key=idempotency_key,
+        actor=actor,
+        memo=memo,
+        reference=f"entry:{original.id}",
+        reverses_id=original.id,
+    )
     if _claim_key(db, entry) is None:
         found = _existing(db, tenant_id, idempotency_key)
         assert found is not None
@@ -342,38 +457,53 @@ def reverse(db: Session, *, tenant_id: int, entry_id: int, idempotency_key: str,
         if original.kind == m.CREDIT:
             own_lot = db.scalar(select(m.Lot.id).where(m.Lot.entry_id == original.id))
             _take_from_lots(db, wallet, entry, wanted, first_lot_id=own_lot)
-            _post(db, entry,
-                  [(wallet, -wanted), (_system_account(db, tenant_id, m.ISSUANCE), wanted)])
+            _post(
+                db, entry, [(wallet, -wanted), (_system_account(db, tenant_id, m.ISSUANCE), wanted)]
+            )
             wallet.growth = max(0, wallet.growth - wanted)
         else:
             _return_to_lots(db, wallet, original, entry, wanted)
-            _post(db, entry,
-                  [(wallet, wanted), (_system_account(db, tenant_id, m.REDEMPTION), -wanted)])
+            _post(
+                db,
+                entry,
+                [(wallet, wanted), (_system_account(db, tenant_id, m.REDEMPTION), -wanted)],
+            )
         original.reversed_points += wanted
         db.flush()
     _expire_wallet(db, wallet)
     return entry
 
 
-def _return_to_lots(db: Session, wallet: m.Account, original: m.JournalEntry,
-                    entry: m.JournalEntry, points: int) -> None:
+def _return_to_lots(
+    db: Session, wallet: m.Account, original: m.JournalEntry, entry: m.JournalEntry, points: int
+) -> None:
     """Give a debit's points back to its lots, latest-expiring first (the reverse of taking)."""
     taken = db.execute(
         select(m.LotMovement.lot_id, func.sum(m.LotMovement.points))
         .where(m.LotMovement.entry_id == original.id)
         .group_by(m.LotMovement.lot_id)
     ).all()
-    returned = dict(db.execute(
-        select(m.LotMovement.lot_id, func.sum(m.LotMovement.points))
-        .join(m.JournalEntry, m.JournalEntry.id == m.LotMovement.entry_id)
-        .where(m.JournalEntry.reverses_id == original.id)
-        .group_by(m.LotMovement.lot_id)
-    ).all())
-    lots = {lot.id: lot for lot in db.scalars(
-        select(m.Lot).where(m.Lot.id.in_([lot_id for lot_id, _ in taken])))}
-    order = sorted(lots.values(), key=lambda lot: (
-        lot.expires_at is None, lot.expires_at or dt.datetime.max.replace(tzinfo=clock.UTC),
-        lot.id), reverse=True)
+    returned = dict(
+        db.execute(
+            select(m.LotMovement.lot_id, func.sum(m.LotMovement.points))
+            .join(m.JournalEntry, m.JournalEntry.id == m.LotMovement.entry_id)
+            .where(m.JournalEntry.reverses_id == original.id)
+            .group_by(m.LotMovement.lot_id)
+        ).all()
+    )
+    lots = {
+        lot.id: lot
+        for lot in db.scalars(select(m.Lot).where(m.Lot.id.in_([lot_id for lot_id, _ in taken])))
+    }
+    order = sorted(
+        lots.values(),
+        key=lambda lot: (
+            lot.expires_at is None,
+            lot.expires_at or dt.datetime.max.replace(tzinfo=clock.UTC),
+            lot.id,
+        ),
+        reverse=True,
+    )
     open_by_lot = {lot_id: -int(total) - int(returned.get(lot_id, 0)) for lot_id, total in taken}
     left = points
     for lot in order:
@@ -381,8 +511,9 @@ def _return_to_lots(db: Session, wallet: m.Account, original: m.JournalEntry,
         if give <= 0:
             continue
         lot.remaining += give
-        db.add(m.LotMovement(tenant_id=wallet.tenant_id, entry_id=entry.id, lot_id=lot.id,
-                             points=give))
+        db.add(
+            m.LotMovement(tenant_id=wallet.tenant_id, entry_id=entry.id, lot_id=lot.id, points=give)
+        )
         left -= give
         if not left:
             break
@@ -404,18 +535,30 @@ def _expire_wallet(db: Session, wallet: m.Account) -> int:
     for lot in due:
         points = lot.remaining
         entry = _new_entry(
-            tenant_id=wallet.tenant_id, member_id=wallet.member_id or 0, kind=m.EXPIRE,
-            points=-points, reason="expiry", key=f"expire:{lot.id}:{lot.expired}",
-            actor=JOB, memo="", reference=f"lot:{lot.id}",
+            tenant_id=wallet.tenant_id,
+            member_id=wallet.member_id or 0,
+            kind=m.EXPIRE,
+            points=-points,
+            reason="expiry",
+            key=f"expire:{lot.id}:{lot.expired}",
+            actor=JOB,
+            memo="",
+            reference=f"lot:{lot.id}",
         )
         db.add(entry)
         db.flush()
         lot.remaining = 0
         lot.expired += points
-        db.add(m.LotMovement(tenant_id=wallet.tenant_id, entry_id=entry.id, lot_id=lot.id,
-                             points=-points))
-        _post(db, entry,
-              [(wallet, -points), (_system_account(db, wallet.tenant_id, m.EXPIRY), points)])
+        db.add(
+            m.LotMovement(
+                tenant_id=wallet.tenant_id, entry_id=entry.id, lot_id=lot.id, points=-points
+            )
+        )
+        _post(
+            db,
+            entry,
+            [(wallet, -points), (_system_account(db, wallet.tenant_id, m.EXPIRY), points)],
+        )
         total += points
     return total
 
@@ -434,8 +577,12 @@ def expire_due(db: Session, *, tenant_id: int, limit: int = 200) -> int:
         .limit(limit)
     ).all()
     for account_id in account_ids:  # ascending ids: the lock order every writer follows
-        wallet = db.scalar(select(m.Account).where(m.Account.id == account_id)
-                           .with_for_update().execution_options(populate_existing=True))
+        wallet = db.scalar(
+            select(m.Account)
+            .where(m.Account.id == account_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
         if wallet is not None:
             _expire_wallet(db, wallet)
     return len(account_ids)
@@ -461,8 +608,9 @@ def expiry_for(policy: dict[str, object], tz: str, earned_at: dt.datetime) -> dt
         return earned_at + dt.timedelta(days=int(str(policy.get("days", 365))))
     if kind == "year_end":
         local = earned_at.astimezone(ZoneInfo(tz))
-        end = dt.datetime(local.year + int(str(policy.get("years", 1))) + 1, 1, 1,
-                          tzinfo=ZoneInfo(tz))
+        end = dt.datetime(
+            local.year + int(str(policy.get("years", 1))) + 1, 1, 1, tzinfo=ZoneInfo(tz)
+        )
         return end.astimezone(clock.UTC)
     return None
 
@@ -470,43 +618,64 @@ def expiry_for(policy: dict[str, object], tz: str, earned_at: dt.datetime) -> dt
 # --- reads ------------------------------------------------------------------------------------
 
 
-def get_balance(db: Session, *, tenant_id: int, member_id: int, horizon_days: int = 90,
-                ) -> Balance:
+def get_balance(
+    db: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    horizon_days: int = 90,
+) -> Balance:
     """Balance and growth in O(1), plus the points expiring within ``horizon_days``."""
     wallet = _wallet(db, tenant_id, member_id, lock=False)
     now = clock.now()
     rows = db.execute(
         select(m.Lot.expires_at, func.sum(m.Lot.remaining))
-        .where(m.Lot.account_id == wallet.id, m.Lot.remaining > 0, m.Lot.expires_at > now,
-               m.Lot.expires_at <= now + dt.timedelta(days=horizon_days))
+        .where(
+            m.Lot.account_id == wallet.id,
+            m.Lot.remaining > 0,
+            m.Lot.expires_at > now,
+            m.Lot.expires_at <= now + dt.timedelta(days=horizon_days),
+        )
         .group_by(m.Lot.expires_at)
         .order_by(m.Lot.expires_at)
     ).all()
-    return Balance(member_id=member_id, balance=wallet.balance, growth=wallet.growth,
-                   expiring=[ExpiringPoints(clock.as_utc(at), int(n)) for at, n in rows])
+    return Balance(
+        member_id=member_id,
+        balance=wallet.balance,
+        growth=wallet.growth,
+        expiring=[ExpiringPoints(clock.as_utc(at), int(n)) for at, n in rows],
+    )
 
 
 def get_entry(db: Session, *, tenant_id: int, entry_id: int) -> m.JournalEntry:
-    entry = db.scalar(select(m.JournalEntry).where(m.JournalEntry.id == entry_id,
-                                                   m.JournalEntry.tenant_id == tenant_id))
+    entry = db.scalar(
+        select(m.JournalEntry).where(
+            m.JournalEntry.id == entry_id, m.JournalEntry.tenant_id == tenant_id
+        )
+    )
     if entry is None:
         raise EntryNotFound(entry_id=entry_id)
     return entry
 
 
-def list_entries(db: Session, *, tenant_id: int, member_id: int, before_id: int | None = None,
-                 limit: int = 20) -> list[m.JournalEntry]:
+def list_entries(
+    db: Session, *, tenant_id: int, member_id: int, before_id: int | None = None, limit: int = 20
+) -> list[m.JournalEntry]:
     """A member's entries, newest first; page with ``before_id`` (the last id seen)."""
-    q = select(m.JournalEntry).where(m.JournalEntry.tenant_id == tenant_id,
-                                     m.JournalEntry.member_id == member_id)
+    q = select(m.JournalEntry).where(
+        m.JournalEntry.tenant_id == tenant_id, m.JournalEntry.member_id == member_id
+    )
     if before_id is not None:
         q = q.where(m.JournalEntry.id < before_id)
     return list(db.scalars(q.order_by(m.JournalEntry.id.desc()).limit(max(1, min(limit, 200)))))
 
 
 def growth_of(db: Session, *, tenant_id: int, member_ids: list[int]) -> dict[int, int]:
-    rows = db.execute(select(m.Account.member_id, m.Account.growth).where(
-        m.Account.tenant_id == tenant_id, m.Account.member_id.in_(member_ids))).all()
+    rows = db.execute(
+        select(m.Account.member_id, m.Account.growth).where(
+            m.Account.tenant_id == tenant_id, m.Account.member_id.in_(member_ids)
+        )
+    ).all()
     return {int(mid): int(g) for mid, g in rows if mid is not None}
 
 
@@ -546,7 +715,8 @@ def verify(db: Session, *, tenant_id: int) -> VerifyReport:
     no_postings = db.scalars(
         select(m.JournalEntry.id).where(
             m.JournalEntry.tenant_id == tenant_id,
-            ~select(m.Posting.id).where(m.Posting.entry_id == m.JournalEntry.id).exists())
+            ~select(m.Posting.id).where(m.Posting.entry_id == m.JournalEntry.id).exists(),
+        )
     ).all()
     problems += [Problem("entry_without_postings", f"entry:{eid}", 2, 0) for eid in no_postings]
     wallet_delta = db.execute(
@@ -557,17 +727,25 @@ def verify(db: Session, *, tenant_id: int) -> VerifyReport:
         .group_by(m.JournalEntry.id, m.JournalEntry.points)
         .having(func.sum(m.Posting.amount) != m.JournalEntry.points)
     ).all()
-    problems += [Problem("entry_points_mismatch", f"entry:{eid}", int(p), int(s))
-                 for eid, p, s in wallet_delta]
+    problems += [
+        Problem("entry_points_mismatch", f"entry:{eid}", int(p), int(s))
+        for eid, p, s in wallet_delta
+    ]
 
-    posted = dict(db.execute(
-        select(m.Posting.account_id, func.sum(m.Posting.amount))
-        .where(m.Posting.tenant_id == tenant_id).group_by(m.Posting.account_id)
-    ).all())
-    in_lots = dict(db.execute(
-        select(m.Lot.account_id, func.sum(m.Lot.remaining))
-        .where(m.Lot.tenant_id == tenant_id).group_by(m.Lot.account_id)
-    ).all())
+    posted = dict(
+        db.execute(
+            select(m.Posting.account_id, func.sum(m.Posting.amount))
+            .where(m.Posting.tenant_id == tenant_id)
+            .group_by(m.Posting.account_id)
+        ).all()
+    )
+    in_lots = dict(
+        db.execute(
+            select(m.Lot.account_id, func.sum(m.Lot.remaining))
+            .where(m.Lot.tenant_id == tenant_id)
+            .group_by(m.Lot.account_id)
+        ).all()
+    )
     accounts = db.scalars(select(m.Account).where(m.Account.tenant_id == tenant_id)).all()
     for acc in accounts:
         if acc.kind != m.WALLET:
@@ -581,20 +759,32 @@ def verify(db: Session, *, tenant_id: int) -> VerifyReport:
         if lots_total != total:
             problems.append(Problem("lots_mismatch", acc.code, total, lots_total))
 
-    moved = dict(db.execute(
-        select(m.LotMovement.lot_id, func.sum(m.LotMovement.points))
-        .where(m.LotMovement.tenant_id == tenant_id).group_by(m.LotMovement.lot_id)
-    ).all())
-    lots = db.execute(select(m.Lot.id, m.Lot.points, m.Lot.remaining)
-                      .where(m.Lot.tenant_id == tenant_id)).all()
+    moved = dict(
+        db.execute(
+            select(m.LotMovement.lot_id, func.sum(m.LotMovement.points))
+            .where(m.LotMovement.tenant_id == tenant_id)
+            .group_by(m.LotMovement.lot_id)
+        ).all()
+    )
+    lots = db.execute(
+        select(m.Lot.id, m.Lot.points, m.Lot.remaining).where(m.Lot.tenant_id == tenant_id)
+    ).all()
     for lot_id, points, remaining in lots:
         expected = int(points) + int(moved.get(lot_id, 0))
         if expected != remaining:
             problems.append(Problem("lot_mismatch", f"lot:{lot_id}", expected, int(remaining)))
     if sum(int(v) for v in posted.values()) != 0:
-        problems.append(Problem("ledger_unbalanced", "tenant", 0,
-                                sum(int(v) for v in posted.values())))
-    n_entries = db.scalar(select(func.count()).select_from(m.JournalEntry)
-                          .where(m.JournalEntry.tenant_id == tenant_id)) or 0
-    return VerifyReport(entries=int(n_entries), accounts=len(accounts), lots=len(lots),
-                        problems=problems)
+        problems.append(
+            Problem("ledger_unbalanced", "tenant", 0, sum(int(v) for v in posted.values()))
+        )
+    n_entries = (
+        db.scalar(
+            select(func.count())
+            .select_from(m.JournalEntry)
+            .where(m.JournalEntry.tenant_id == tenant_id)
+        )
+        or 0
+    )
+    return VerifyReport(
+        entries=int(n_entries), accounts=len(accounts), lots=len(lots), problems=problems
+    )

@@ -32,9 +32,11 @@ class Member(Base):
     joined_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     tag_rows: Mapped[list[MemberTag]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin", order_by="MemberTag.tag")
+        cascade="all, delete-orphan", lazy="selectin", order_by="MemberTag.tag"
+    )
     accounts: Mapped[list[PlatformAccount]] = relationship(
-        lazy="selectin", order_by="PlatformAccount.platform")
+        lazy="selectin", order_by="PlatformAccount.platform"
+    )
 
     @property
     def tags(self) -> list[str]:

@@ -24,54 +24,105 @@ PageMember = Annotated[Member, Depends(page_member)]
 
 
 @router.get("/admin/members")
-def member_list(request: Request, db: DbSession,
-                op: Annotated[Operator, requires("members.read", page=True)],
-                q: str = "", tag: str = "", tier_id: str = "", cursor: str = "") -> HTMLResponse:
+def member_list(
+    request: Request,
+    db: DbSession,
+    op: Annotated[Operator, requires("members.read", page=True)],
+    q: str = "",
+    tag: str = "",
+    tier_id: str = "",
+    cursor: str = "",
+) -> HTMLResponse:
     tiers = service.list_tiers(db, tenant_id=op.tenant_id)
     tier = int(tier_id) if tier_id.isdigit() else None
-    page = service.search_members(db, tenant_id=op.tenant_id, q=q[:64], tag=tag[:40] or None,
-                                  tier_id=tier, cursor=cursor or None, limit=20)
+    page = service.search_members(
+        db,
+        tenant_id=op.tenant_id,
+        q=q[:64],
+        tag=tag[:40] or None,
+        tier_id=tier,
+        cursor=cursor or None,
+        limit=20,
+    )
     growth = ledger.growth_of(db, tenant_id=op.tenant_id, member_ids=[m.id for m in page.items])
     rows = [(m, service.tier_for(tiers, growth.get(m.id, 0)).tier.name) for m in page.items]
-    balances = {m.id: ledger.get_balance(db, tenant_id=op.tenant_id, member_id=m.id).balance
-                for m in page.items}
-    return render(request, "admin/members.html", op=op, tenant=db.get(Tenant, op.tenant_id),
-                  rows=rows, balances=balances, page=page, q=q, tag=tag, tier_id=tier,
-                  tiers=tiers, tags=service.all_tags(db, tenant_id=op.tenant_id))
+    balances = {
+        m.id: ledger.get_balance(db, tenant_id=op.tenant_id, member_id=m.id).balance
+        for m in page.items
+    }
+    return render(
+        request,
+        "admin/members.html",
+        op=op,
+        tenant=db.get(Tenant, op.tenant_id),
+        rows=rows,
+        balances=balances,
+        page=page,
+        q=q,
+        tag=tag,
+        tier_id=tier,
+        tiers=tiers,
+        tags=service.all_tags(db, tenant_id=op.tenant_id),
+    )
 
 
 @router.get("/admin/members/{member_id}")
-def member_detail(request: Request, member_id: int, db: DbSession,
-                  op: Annotated[Operator, requires("members.read", page=True)],
-                  before_id: int | None = None) -> HTMLResponse:
+def member_detail(
+    request: Request,
+    member_id: int,
+    db: DbSession,
+    op: Annotated[Operator, requires("members.read", page=True)],
+    before_id: int | None = None,
+) -> HTMLResponse:
     member = service.get_member(db, tenant_id=op.tenant_id, member_id=member_id)
     return _detail(request, db, op, member, before_id=before_id)
 
 
-def _detail(request: Request, db: DbSession, op: Operator, member: Member, *,
-            before_id: int | None = None, error: str | None = None, form: dict[str, str]
-            | None = None, status_code: int = 200) -> HTMLResponse:
+def _detail(
+    request: Request,
+    db: DbSession,
+    op: Operator,
+    member: Member,
+    *,
+    before_id: int | None = None,
+    error: str | None = None,
+    form: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     tenant = db.get(Tenant, op.tenant_id)
     assert tenant is not None
-    entries = ledger.list_entries(db, tenant_id=op.tenant_id, member_id=member.id,
-                                  before_id=before_id, limit=25)
-    return render(request, "admin/member_detail.html", op=op, tenant=tenant, member=member,
-                  balance=balance_read(db, tenant_id=op.tenant_id, member_id=member.id),
-                  progress=service.tier_progress(db, tenant_id=op.tenant_id,
-                                                 member_id=member.id),
-                  entries=entries, next_before=entries[-1].id if len(entries) == 25 else None,
-                  can_adjust=tenants.can(op.role, "points.adjust"), error=error,
-                  form=form or {}, status_code=status_code,
-                  adjust_key=uuid.uuid4().hex)
+    entries = ledger.list_entries(
+        db, tenant_id=op.tenant_id, member_id=member.id, before_id=before_id, limit=25
+    )
+    return render(
+        request,
+        "admin/member_detail.html",
+        op=op,
+        tenant=tenant,
+        member=member,
+        balance=balance_read(db, tenant_id=op.tenant_id, member_id=member.id),
+        progress=service.tier_progress(db, tenant_id=op.tenant_id, member_id=member.id),
+        entries=entries,
+        next_before=entries[-1].id if len(entries) == 25 else None,
+        can_adjust=tenants.can(op.role, "points.adjust"),
+        error=error,
+        form=form or {},
+        status_code=status_code,
+        adjust_key=uuid.uuid4().hex,
+    )
 
 
 @router.post("/admin/members/{member_id}/adjust", dependencies=[CsrfChecked])
-def adjust_points(request: Request, member_id: int, db: DbSession,
-                  op: Annotated[Operator, requires("points.adjust", page=True)],
-                  direction: Annotated[str, Form()] = "grant",
-                  points: Annotated[str, Form(max_length=12)] = "",
-                  memo: Annotated[str, Form(max_length=500)] = "",
-                  key: Annotated[str, Form(max_length=64)] = "") -> Response:
+def adjust_points(
+    request: Request,
+    member_id: int,
+    db: DbSession,
+    op: Annotated[Operator, requires("points.adjust", page=True)],
+    direction: Annotated[str, Form()] = "grant",
+    points: Annotated[str, Form(max_length=12)] = "",
+    memo: Annotated[str, Form(max_length=500)] = "",
+    key: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
     """A manual adjustment: a grant or a deduction with a written reason."""
     from siyu.core.i18n import gettext as _
 
@@ -87,9 +138,16 @@ def adjust_points(request: Request, member_id: int, db: DbSession,
     if error is None:
         fn = ledger.grant if direction == "grant" else ledger.spend
         try:
-            fn(db, tenant_id=op.tenant_id, member_id=member.id, points=int(points),
-               reason="manual_adjust", memo=memo.strip(), idempotency_key=f"admin:{key}",
-               actor=ledger.Actor.operator(op.id))
+            fn(
+                db,
+                tenant_id=op.tenant_id,
+                member_id=member.id,
+                points=int(points),
+                reason="manual_adjust",
+                memo=memo.strip(),
+                idempotency_key=f"admin:{key}",
+                actor=ledger.Actor.operator(op.id),
+            )
         except SiyuError as err:
             error = err.message()
     if error is not None:
@@ -103,13 +161,20 @@ def adjust_points(request: Request, member_id: int, db: DbSession,
 @router.get("/m/{slug}/login")
 def member_login_form(request: Request, slug: str, db: DbSession) -> HTMLResponse:
     tenant = tenants.get_tenant(db, slug=slug)
-    return render(request, "m/login.html", tenant=tenant, slug=slug,
-                  dev_login=get_settings().dev_login, openid="")
+    return render(
+        request,
+        "m/login.html",
+        tenant=tenant,
+        slug=slug,
+        dev_login=get_settings().dev_login,
+        openid="",
+    )
 
 
 @router.post("/m/{slug}/login", dependencies=[CsrfChecked])
-def member_login(request: Request, slug: str, db: DbSession,
-                 openid: Annotated[str, Form(max_length=64)] = "") -> Response:
+def member_login(
+    request: Request, slug: str, db: DbSession, openid: Annotated[str, Form(max_length=64)] = ""
+) -> Response:
     """The embedded default's dev sign-in: type an openid (the mini program uses the API)."""
     from siyu.core.i18n import gettext as _
 
@@ -117,12 +182,22 @@ def member_login(request: Request, slug: str, db: DbSession,
     if not get_settings().dev_login:
         raise NotFound(resource="dev login")
     if not openid.strip():
-        return render(request, "m/login.html", tenant=tenant, slug=slug, dev_login=True,
-                      openid=openid, error=_("Enter your openid"), status_code=422)
-    member = service.login_openid(db, tenant_id=tenant.id, openid=openid.strip(),
-                                  source_channel="h5")
-    request.session[f"member:{tenant.id}"] = sign_member_token(tenant_id=tenant.id,
-                                                               member_id=member.id)
+        return render(
+            request,
+            "m/login.html",
+            tenant=tenant,
+            slug=slug,
+            dev_login=True,
+            openid=openid,
+            error=_("Enter your openid"),
+            status_code=422,
+        )
+    member = service.login_openid(
+        db, tenant_id=tenant.id, openid=openid.strip(), source_channel="h5"
+    )
+    request.session[f"member:{tenant.id}"] = sign_member_token(
+        tenant_id=tenant.id, member_id=member.id
+    )
     return RedirectResponse(f"/m/{slug}", status_code=303)
 
 
@@ -137,20 +212,35 @@ def member_logout(request: Request, slug: str, db: DbSession) -> RedirectRespons
 def member_home(request: Request, slug: str, db: DbSession, member: PageMember) -> HTMLResponse:
     tenant = db.get(Tenant, member.tenant_id)
     assert tenant is not None
-    return render(request, "m/home.html", tenant=tenant, slug=slug, member=member,
-                  balance=balance_read(db, tenant_id=tenant.id, member_id=member.id),
-                  progress=service.tier_progress(db, tenant_id=tenant.id, member_id=member.id),
-                  recent=ledger.list_entries(db, tenant_id=tenant.id, member_id=member.id,
-                                             limit=5), last_day=last_day)
+    return render(
+        request,
+        "m/home.html",
+        tenant=tenant,
+        slug=slug,
+        member=member,
+        balance=balance_read(db, tenant_id=tenant.id, member_id=member.id),
+        progress=service.tier_progress(db, tenant_id=tenant.id, member_id=member.id),
+        recent=ledger.list_entries(db, tenant_id=tenant.id, member_id=member.id, limit=5),
+        last_day=last_day,
+    )
 
 
 @router.get("/m/{slug}/points")
-def member_points(request: Request, slug: str, db: DbSession, member: PageMember,
-                  before_id: int | None = None) -> HTMLResponse:
+def member_points(
+    request: Request, slug: str, db: DbSession, member: PageMember, before_id: int | None = None
+) -> HTMLResponse:
     tenant = db.get(Tenant, member.tenant_id)
     assert tenant is not None
-    entries = ledger.list_entries(db, tenant_id=tenant.id, member_id=member.id,
-                                  before_id=before_id, limit=20)
-    return render(request, "m/points.html", tenant=tenant, slug=slug, member=member,
-                  balance=balance_read(db, tenant_id=tenant.id, member_id=member.id),
-                  entries=entries, next_before=entries[-1].id if len(entries) == 20 else None)
+    entries = ledger.list_entries(
+        db, tenant_id=tenant.id, member_id=member.id, before_id=before_id, limit=20
+    )
+    return render(
+        request,
+        "m/points.html",
+        tenant=tenant,
+        slug=slug,
+        member=member,
+        balance=balance_read(db, tenant_id=tenant.id, member_id=member.id),
+        entries=entries,
+        next_before=entries[-1].id if len(entries) == 20 else None,
+    )

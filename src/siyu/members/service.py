@@ -25,8 +25,12 @@ from siyu.members.errors import (
 )
 from siyu.members.models import PLATFORMS, Member, MemberTag, PlatformAccount, Tier
 
-DEFAULT_TIERS: list[tuple[str, int]] = [("粉丝", 0), ("铁粉", 1000), ("挚爱粉", 5000),
-                                        ("钻石粉", 20000)]
+DEFAULT_TIERS: list[tuple[str, int]] = [
+    ("粉丝", 0),
+    ("铁粉", 1000),
+    ("挚爱粉", 5000),
+    ("钻石粉", 20000),
+]
 _TAG = re.compile(r"^[^\s,][^,]{0,39}$")
 
 
@@ -38,37 +42,65 @@ def _clean_tags(tags: list[str]) -> list[str]:
     return out
 
 
-def create_member(db: Session, *, tenant_id: int, openid: str, unionid: str | None = None,
-                  nickname: str = "", avatar_url: str = "", phone: str | None = None,
-                  tags: list[str] | None = None, source_channel: str = "") -> Member:
+def create_member(
+    db: Session,
+    *,
+    tenant_id: int,
+    openid: str,
+    unionid: str | None = None,
+    nickname: str = "",
+    avatar_url: str = "",
+    phone: str | None = None,
+    tags: list[str] | None = None,
+    source_channel: str = "",
+) -> Member:
     """Create a member and open their wallet. Raises MemberExists for a known openid."""
     openid = (openid or "").strip()
     if not openid or len(openid) > 64:
         raise InvalidRequest(field="openid", problem="1–64 characters")
-    member = Member(tenant_id=tenant_id, openid=openid, unionid=unionid or None,
-                    nickname=nickname[:64], avatar_url=avatar_url[:500], phone=phone or None,
-                    source_channel=source_channel[:40], joined_at=clock.now())
+    member = Member(
+        tenant_id=tenant_id,
+        openid=openid,
+        unionid=unionid or None,
+        nickname=nickname[:64],
+        avatar_url=avatar_url[:500],
+        phone=phone or None,
+        source_channel=source_channel[:40],
+        joined_at=clock.now(),
+    )
     try:
         with db.begin_nested():
             db.add(member)
     except IntegrityError:
         existing = find_by_openid(db, tenant_id=tenant_id, openid=openid)
         raise MemberExists(openid=openid, member_id=existing.id if existing else None) from None
-    member.tag_rows = [MemberTag(tenant_id=tenant_id, member_id=member.id, tag=t)
-                       for t in _clean_tags(tags or [])]
+    member.tag_rows = [
+        MemberTag(tenant_id=tenant_id, member_id=member.id, tag=t) for t in _clean_tags(tags or [])
+    ]
     ledger.open_wallet(db, tenant_id=tenant_id, member_id=member.id)
     db.flush()
     return member
 
 
-def login_openid(db: Session, *, tenant_id: int, openid: str, unionid: str | None = None,
-                 source_channel: str = "") -> Member:
+def login_openid(
+    db: Session,
+    *,
+    tenant_id: int,
+    openid: str,
+    unionid: str | None = None,
+    source_channel: str = "",
+) -> Member:
     """The member for this openid, created on first login (a repeat or a race is harmless)."""
     member = find_by_openid(db, tenant_id=tenant_id, openid=openid)
     if member is None:
         try:
-            member = create_member(db, tenant_id=tenant_id, openid=openid, unionid=unionid,
-                                   source_channel=source_channel)
+            member = create_member(
+                db,
+                tenant_id=tenant_id,
+                openid=openid,
+                unionid=unionid,
+                source_channel=source_channel,
+            )
         except MemberExists:
             member = find_by_openid(db, tenant_id=tenant_id, openid=openid)
             assert member is not None
@@ -79,21 +111,27 @@ def login_openid(db: Session, *, tenant_id: int, openid: str, unionid: str | Non
 
 
 def find_by_openid(db: Session, *, tenant_id: int, openid: str) -> Member | None:
-    return db.scalar(select(Member).where(Member.tenant_id == tenant_id,
-                                          Member.openid == openid))
+    return db.scalar(select(Member).where(Member.tenant_id == tenant_id, Member.openid == openid))
 
 
 def get_member(db: Session, *, tenant_id: int, member_id: int) -> Member:
-    member = db.scalar(select(Member).where(Member.id == member_id,
-                                            Member.tenant_id == tenant_id))
+    member = db.scalar(select(Member).where(Member.id == member_id, Member.tenant_id == tenant_id))
     if member is None:
         raise MemberNotFound(member_id=member_id)
     return member
 
 
-def update_member(db: Session, *, tenant_id: int, member_id: int, nickname: str | None = None,
-                  avatar_url: str | None = None, phone: str | None = None,
-                  tags: list[str] | None = None, source_channel: str | None = None) -> Member:
+def update_member(
+    db: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    nickname: str | None = None,
+    avatar_url: str | None = None,
+    phone: str | None = None,
+    tags: list[str] | None = None,
+    source_channel: str | None = None,
+) -> Member:
     member = get_member(db, tenant_id=tenant_id, member_id=member_id)
     if nickname is not None:
         member.nickname = nickname[:64]
@@ -107,14 +145,18 @@ def update_member(db: Session, *, tenant_id: int, member_id: int, nickname: str 
         wanted = _clean_tags(tags)
         keep = [row for row in member.tag_rows if row.tag in wanted]
         have = {row.tag for row in keep}
-        member.tag_rows = keep + [MemberTag(tenant_id=tenant_id, member_id=member.id, tag=t)
-                                  for t in wanted if t not in have]
+        member.tag_rows = keep + [
+            MemberTag(tenant_id=tenant_id, member_id=member.id, tag=t)
+            for t in wanted
+            if t not in have
+        ]
     db.flush()
     return member
 
 
-def bind_account(db: Session, *, tenant_id: int, member_id: int, platform: str,
-                 account: str) -> PlatformAccount:
+def bind_account(
+    db: Session, *, tenant_id: int, member_id: int, platform: str, account: str
+) -> PlatformAccount:
     """Bind a platform account. Idempotent for the same pair; refuses a taken account."""
     if platform not in PLATFORMS:
         raise UnknownPlatform(allowed=", ".join(PLATFORMS))
@@ -122,9 +164,13 @@ def bind_account(db: Session, *, tenant_id: int, member_id: int, platform: str,
     if not account or len(account) > 64:
         raise InvalidRequest(field="account", problem="1–64 characters")
     member = get_member(db, tenant_id=tenant_id, member_id=member_id)
-    owner = db.scalar(select(PlatformAccount).where(
-        PlatformAccount.tenant_id == tenant_id, PlatformAccount.platform == platform,
-        PlatformAccount.account == account))
+    owner = db.scalar(
+        select(PlatformAccount).where(
+            PlatformAccount.tenant_id == tenant_id,
+            PlatformAccount.platform == platform,
+            PlatformAccount.account == account,
+        )
+    )
     if owner is not None:
         if owner.member_id == member.id:
             return owner
@@ -132,8 +178,13 @@ def bind_account(db: Session, *, tenant_id: int, member_id: int, platform: str,
     mine = next((a for a in member.accounts if a.platform == platform), None)
     if mine is not None:
         raise PlatformAlreadyBound(platform=platform, account=mine.account)
-    row = PlatformAccount(tenant_id=tenant_id, member_id=member.id, platform=platform,
-                          account=account, bound_at=clock.now())
+    row = PlatformAccount(
+        tenant_id=tenant_id,
+        member_id=member.id,
+        platform=platform,
+        account=account,
+        bound_at=clock.now(),
+    )
     try:
         with db.begin_nested():
             db.add(row)
@@ -145,9 +196,13 @@ def bind_account(db: Session, *, tenant_id: int, member_id: int, platform: str,
 
 def unbind_account(db: Session, *, tenant_id: int, member_id: int, platform: str) -> None:
     get_member(db, tenant_id=tenant_id, member_id=member_id)
-    db.execute(delete(PlatformAccount).where(
-        PlatformAccount.tenant_id == tenant_id, PlatformAccount.member_id == member_id,
-        PlatformAccount.platform == platform))
+    db.execute(
+        delete(PlatformAccount).where(
+            PlatformAccount.tenant_id == tenant_id,
+            PlatformAccount.member_id == member_id,
+            PlatformAccount.platform == platform,
+        )
+    )
     db.flush()
 
 
@@ -173,46 +228,75 @@ def _decode_cursor(cursor: str) -> int:
         raise InvalidRequest(field="cursor", problem="not a cursor from this list") from None
 
 
-def search_members(db: Session, *, tenant_id: int, q: str = "", tag: str | None = None,
-                   tier_id: int | None = None, source_channel: str | None = None,
-                   cursor: str | None = None, limit: int = 20) -> Page:
+def search_members(
+    db: Session,
+    *,
+    tenant_id: int,
+    q: str = "",
+    tag: str | None = None,
+    tier_id: int | None = None,
+    source_channel: str | None = None,
+    cursor: str | None = None,
+    limit: int = 20,
+) -> Page:
     """Members newest first, filtered; ``q`` matches nickname, openid, phone or platform
     account. Keyset-paginated by id so pages stay stable while members join."""
     limit = max(1, min(limit, 100))
     cond = [Member.tenant_id == tenant_id]
     if q := (q or "").strip():
         like = f"%{q.replace('%', '').replace('_', '')}%"
-        cond.append(or_(
-            Member.nickname.ilike(like), Member.openid == q, Member.phone == q,
-            Member.id == (int(q) if q.isdigit() and len(q) < 12 else -1),
-            Member.id.in_(select(PlatformAccount.member_id).where(
-                PlatformAccount.tenant_id == tenant_id, PlatformAccount.account.ilike(like))),
-        ))
+        cond.append(
+            or_(
+                Member.nickname.ilike(like),
+                Member.openid == q,
+                Member.phone == q,
+                Member.id == (int(q) if q.isdigit() and len(q) < 12 else -1),
+                Member.id.in_(
+                    select(PlatformAccount.member_id).where(
+                        PlatformAccount.tenant_id == tenant_id, PlatformAccount.account.ilike(like)
+                    )
+                ),
+            )
+        )
     if tag:
-        cond.append(Member.id.in_(select(MemberTag.member_id).where(
-            MemberTag.tenant_id == tenant_id, MemberTag.tag == tag)))
+        cond.append(
+            Member.id.in_(
+                select(MemberTag.member_id).where(
+                    MemberTag.tenant_id == tenant_id, MemberTag.tag == tag
+                )
+            )
+        )
     if source_channel:
         cond.append(Member.source_channel == source_channel)
     if tier_id is not None:
         lo, hi = _tier_range(db, tenant_id=tenant_id, tier_id=tier_id)
         growth = select(lm.Account.member_id).where(
-            lm.Account.tenant_id == tenant_id, lm.Account.growth >= lo)
+            lm.Account.tenant_id == tenant_id, lm.Account.growth >= lo
+        )
         if hi is not None:
             growth = growth.where(lm.Account.growth < hi)
         cond.append(Member.id.in_(growth))
     total = db.scalar(select(func.count()).select_from(Member).where(and_(*cond))) or 0
     if cursor:
         cond.append(Member.id < _decode_cursor(cursor))
-    rows = list(db.scalars(select(Member).where(and_(*cond)).order_by(Member.id.desc())
-                           .limit(limit + 1)))
+    rows = list(
+        db.scalars(select(Member).where(and_(*cond)).order_by(Member.id.desc()).limit(limit + 1))
+    )
     nxt = _encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return Page(items=rows[:limit], next_cursor=nxt, total=int(total))
 
 
 def all_tags(db: Session, *, tenant_id: int) -> list[tuple[str, int]]:
-    return [(t, int(n)) for t, n in db.execute(
-        select(MemberTag.tag, func.count()).where(MemberTag.tenant_id == tenant_id)
-        .group_by(MemberTag.tag).order_by(func.count().desc(), MemberTag.tag).limit(200))]
+    return [
+        (t, int(n))
+        for t, n in db.execute(
+            select(MemberTag.tag, func.count())
+            .where(MemberTag.tenant_id == tenant_id)
+            .group_by(MemberTag.tag)
+            .order_by(func.count().desc(), MemberTag.tag)
+            .limit(200)
+        )
+    ]
 
 
 # --- tiers ------------------------------------------------------------------------------------
@@ -228,20 +312,29 @@ class TierProgress:
 
 
 def list_tiers(db: Session, *, tenant_id: int) -> list[Tier]:
-    return list(db.scalars(select(Tier).where(Tier.tenant_id == tenant_id)
-                           .order_by(Tier.min_growth)))
+    return list(
+        db.scalars(select(Tier).where(Tier.tenant_id == tenant_id).order_by(Tier.min_growth))
+    )
 
 
 def set_tiers(db: Session, *, tenant_id: int, tiers: list[tuple[str, int]]) -> list[Tier]:
     """Replace the tenant's tiers. The lowest starts at 0; names and thresholds distinct."""
     names = [n.strip() for n, _ in tiers]
     mins = [g for _, g in tiers]
-    if (not tiers or 0 not in mins or len(set(mins)) != len(mins) or len(set(names)) != len(names)
-            or any(not n or len(n) > 40 for n in names) or any(g < 0 for g in mins)):
+    if (
+        not tiers
+        or 0 not in mins
+        or len(set(mins)) != len(mins)
+        or len(set(names)) != len(names)
+        or any(not n or len(n) > 40 for n in names)
+        or any(g < 0 for g in mins)
+    ):
         raise InvalidTiers()
     db.execute(delete(Tier).where(Tier.tenant_id == tenant_id))
-    rows = [Tier(tenant_id=tenant_id, name=n, min_growth=g)
-            for n, g in sorted(zip(names, mins, strict=True), key=lambda t: t[1])]
+    rows = [
+        Tier(tenant_id=tenant_id, name=n, min_growth=g)
+        for n, g in sorted(zip(names, mins, strict=True), key=lambda t: t[1])
+    ]
     db.add_all(rows)
     db.flush()
     return rows
@@ -278,8 +371,13 @@ def tier_progress(db: Session, *, tenant_id: int, member_id: int) -> TierProgres
 # --- WeChat login -----------------------------------------------------------------------------
 
 
-def wechat_login(db: Session, *, tenant_id: int, code: str, source_channel: str = "",
-                 ) -> Member:
+def wechat_login(
+    db: Session,
+    *,
+    tenant_id: int,
+    code: str,
+    source_channel: str = "",
+) -> Member:
     """Resolve a mini-program login code through WeChat and sign the member in."""
     from siyu.core.settings import get_settings
     from siyu.members.errors import WechatNotConfigured
@@ -291,11 +389,17 @@ def wechat_login(db: Session, *, tenant_id: int, code: str, source_channel: str 
     creds = tenant.settings.get("wechat") or {}
     if not creds.get("appid") or not creds.get("secret"):
         raise WechatNotConfigured()
-    client = MiniProgramClient(appid=creds["appid"], secret=creds["secret"],
-                               base_url=get_settings().wechat_api_base)
+    client = MiniProgramClient(
+        appid=creds["appid"], secret=creds["secret"], base_url=get_settings().wechat_api_base
+    )
     try:
         ident = client.code_to_session(code)
     finally:
         client.close()
-    return login_openid(db, tenant_id=tenant_id, openid=ident.openid, unionid=ident.unionid,
-                        source_channel=source_channel)
+    return login_openid(
+        db,
+        tenant_id=tenant_id,
+        openid=ident.openid,
+        unionid=ident.unionid,
+        source_channel=source_channel,
+    )

@@ -24,8 +24,15 @@ class WechatIdentity:
 
 
 class MiniProgramClient:
-    def __init__(self, *, appid: str, secret: str, base_url: str,
-                 transport: httpx.BaseTransport | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        appid: str,
+        secret: str,
+        base_url: str,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 5.0,
+    ) -> None:
         self.appid = appid
         self.secret = secret
         self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
@@ -35,8 +42,12 @@ class MiniProgramClient:
 
     def code_to_session(self, code: str, *, attempts: int = 2) -> WechatIdentity:
         """Resolve a login code. Raises WechatLoginFailed (refused) or WechatUnavailable."""
-        params = {"appid": self.appid, "secret": self.secret, "js_code": code,
-                  "grant_type": "authorization_code"}
+        params = {
+            "appid": self.appid,
+            "secret": self.secret,
+            "js_code": code,
+            "grant_type": "authorization_code",
+        }
         data: dict[str, object] = {}
         for _ in range(attempts):
             try:
@@ -54,5 +65,4 @@ class MiniProgramClient:
         if errcode or not data.get("openid"):
             raise WechatLoginFailed(errcode=errcode, errmsg=str(data.get("errmsg", "")))
         unionid = data.get("unionid")
-        return WechatIdentity(openid=str(data["openid"]),
-                              unionid=str(unionid) if unionid else None)
+        return WechatIdentity(openid=str(data["openid"]), unionid=str(unionid) if unionid else None)

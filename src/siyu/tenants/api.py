@@ -24,23 +24,35 @@ SECRET_SETTINGS = ("wechat",)
 
 
 def tenant_read(tenant: Tenant) -> TenantRead:
-    settings: dict[str, Any] = {k: v for k, v in tenant.settings.items()
-                                if k not in SECRET_SETTINGS}
+    settings: dict[str, Any] = {
+        k: v for k, v in tenant.settings.items() if k not in SECRET_SETTINGS
+    }
     wechat = tenant.settings.get("wechat") or {}
-    settings["wechat"] = {"appid": wechat.get("appid", ""),
-                          "configured": bool(wechat.get("appid") and wechat.get("secret"))}
-    return TenantRead(id=tenant.id, slug=tenant.slug, name=tenant.name,
-                      timezone=tenant.timezone, settings=settings)
+    settings["wechat"] = {
+        "appid": wechat.get("appid", ""),
+        "configured": bool(wechat.get("appid") and wechat.get("secret")),
+    }
+    return TenantRead(
+        id=tenant.id,
+        slug=tenant.slug,
+        name=tenant.name,
+        timezone=tenant.timezone,
+        settings=settings,
+    )
 
 
 @router.post("/auth/tokens", status_code=201, responses=problems(BadCredentials))
 def create_token(body: TokenCreate, db: DbSession) -> TokenRead:
     """Exchange an operator's credentials for a bearer token (valid 30 days)."""
-    op = service.authenticate(db, tenant_slug=body.tenant, username=body.username,
-                              password=body.password)
+    op = service.authenticate(
+        db, tenant_slug=body.tenant, username=body.username, password=body.password
+    )
     issued = service.issue_token(db, operator=op, name=body.name)
-    return TokenRead(token=issued.secret, expires_at=issued.token.expires_at,
-                     operator=OperatorRead.model_validate(op))
+    return TokenRead(
+        token=issued.secret,
+        expires_at=issued.token.expires_at,
+        operator=OperatorRead.model_validate(op),
+    )
 
 
 @router.get("/tenant", responses=problems(Forbidden))
@@ -51,27 +63,38 @@ def read_tenant(db: DbSession, op: Annotated[Operator, requires("tenant.read")])
 
 
 @router.patch("/tenant/settings", responses=problems(Forbidden, InvalidTenant))
-def update_tenant_settings(body: TenantSettingsUpdate, db: DbSession,
-                           op: Annotated[Operator, requires("tenant.manage")]) -> TenantRead:
+def update_tenant_settings(
+    body: TenantSettingsUpdate, db: DbSession, op: Annotated[Operator, requires("tenant.manage")]
+) -> TenantRead:
     changes = body.model_dump(exclude_none=True)
     if "points_expiry" in changes:
-        changes["points_expiry"] = {k: v for k, v in changes["points_expiry"].items()
-                                    if v is not None}
+        changes["points_expiry"] = {
+            k: v for k, v in changes["points_expiry"].items() if v is not None
+        }
     return tenant_read(service.update_settings(db, tenant_id=op.tenant_id, changes=changes))
 
 
 @router.get("/operators", responses=problems(Forbidden))
-def list_operators(db: DbSession,
-                   op: Annotated[Operator, requires("operators.manage")]) -> list[OperatorRead]:
-    return [OperatorRead.model_validate(o)
-            for o in service.list_operators(db, tenant_id=op.tenant_id)]
+def list_operators(
+    db: DbSession, op: Annotated[Operator, requires("operators.manage")]
+) -> list[OperatorRead]:
+    return [
+        OperatorRead.model_validate(o) for o in service.list_operators(db, tenant_id=op.tenant_id)
+    ]
 
 
-@router.post("/operators", status_code=201,
-             responses=problems(Forbidden, OperatorExists, InvalidOperator))
-def create_operator(body: OperatorCreate, db: DbSession,
-                    op: Annotated[Operator, requires("operators.manage")]) -> OperatorRead:
-    created = service.create_operator(db, tenant_id=op.tenant_id, username=body.username,
-                                      password=body.password, role=body.role,
-                                      display_name=body.display_name)
+@router.post(
+    "/operators", status_code=201, responses=problems(Forbidden, OperatorExists, InvalidOperator)
+)
+def create_operator(
+    body: OperatorCreate, db: DbSession, op: Annotated[Operator, requires("operators.manage")]
+) -> OperatorRead:
+    created = service.create_operator(
+        db,
+        tenant_id=op.tenant_id,
+        username=body.username,
+        password=body.password,
+        role=body.role,
+        display_name=body.display_name,
+    )
     return OperatorRead.model_validate(created)

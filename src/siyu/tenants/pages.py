@@ -21,20 +21,32 @@ def admin_home() -> RedirectResponse:
 
 @router.get("/admin/login")
 def login_form(request: Request) -> HTMLResponse:
-    return render(request, "admin/login.html", tenant=request.query_params.get("tenant", ""),
-                  username="")
+    return render(
+        request, "admin/login.html", tenant=request.query_params.get("tenant", ""), username=""
+    )
 
 
 @router.post("/admin/login", dependencies=[CsrfChecked])
-def login(request: Request, db: DbSession, tenant: Annotated[str, Form(max_length=40)] = "",
-          username: Annotated[str, Form(max_length=64)] = "",
-          password: Annotated[str, Form(max_length=200)] = "") -> Response:
+def login(
+    request: Request,
+    db: DbSession,
+    tenant: Annotated[str, Form(max_length=40)] = "",
+    username: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
     try:
-        op = service.authenticate(db, tenant_slug=tenant.strip(), username=username.strip(),
-                                  password=password)
+        op = service.authenticate(
+            db, tenant_slug=tenant.strip(), username=username.strip(), password=password
+        )
     except BadCredentials as err:
-        return render(request, "admin/login.html", status_code=401, error=err.message(),
-                      tenant=tenant, username=username)
+        return render(
+            request,
+            "admin/login.html",
+            status_code=401,
+            error=err.message(),
+            tenant=tenant,
+            username=username,
+        )
     request.session.clear()  # a fresh session (and CSRF token) on every sign-in
     request.session.update(operator_id=op.id, tenant_id=op.tenant_id)
     return RedirectResponse("/admin/members", status_code=303)

@@ -32,8 +32,9 @@ MIN_PASSWORD = 8
 PERMISSIONS: dict[str, frozenset[str]] = {
     "analyst": frozenset({"members.read", "points.read", "tenant.read"}),
     "service": frozenset({"members.read", "members.write", "points.read", "tenant.read"}),
-    "operator": frozenset({"members.read", "members.write", "points.read", "points.adjust",
-                           "tenant.read"}),
+    "operator": frozenset(
+        {"members.read", "members.write", "points.read", "points.adjust", "tenant.read"}
+    ),
 }
 PERMISSIONS["owner"] = PERMISSIONS["operator"] | {"operators.manage", "tenant.manage"}
 
@@ -47,8 +48,14 @@ def can(role: str, permission: str) -> bool:
     return permission in PERMISSIONS.get(role, frozenset())
 
 
-def create_tenant(db: Session, *, slug: str, name: str, timezone: str = "Asia/Shanghai",
-                  settings: dict[str, Any] | None = None) -> Tenant:
+def create_tenant(
+    db: Session,
+    *,
+    slug: str,
+    name: str,
+    timezone: str = "Asia/Shanghai",
+    settings: dict[str, Any] | None = None,
+) -> Tenant:
     """Create a tenant with its ledger system accounts and default tiers."""
     from siyu.ledger import service as ledger
     from siyu.members import service as members
@@ -59,8 +66,13 @@ def create_tenant(db: Session, *, slug: str, name: str, timezone: str = "Asia/Sh
         raise InvalidTenant(field="name", problem="required")
     if not clock.valid_timezone(timezone):
         raise InvalidTenant(field="timezone", problem=f"unknown timezone {timezone}")
-    tenant = Tenant(slug=slug, name=name.strip(), timezone=timezone,
-                    settings={**DEFAULT_SETTINGS, **(settings or {})}, created_at=clock.now())
+    tenant = Tenant(
+        slug=slug,
+        name=name.strip(),
+        timezone=timezone,
+        settings={**DEFAULT_SETTINGS, **(settings or {})},
+        created_at=clock.now(),
+    )
     try:
         with db.begin_nested():
             db.add(tenant)
@@ -100,27 +112,40 @@ def update_settings(db: Session, *, tenant_id: int, changes: dict[str, Any]) -> 
 def _check_expiry_policy(policy: Any) -> None:
     ok = isinstance(policy, dict) and (
         policy.get("kind") == "never"
-        or (policy.get("kind") == "days" and isinstance(policy.get("days"), int)
-            and 1 <= policy["days"] <= 36500)
-        or (policy.get("kind") == "year_end" and isinstance(policy.get("years"), int)
-            and 0 <= policy["years"] <= 100)
+        or (
+            policy.get("kind") == "days"
+            and isinstance(policy.get("days"), int)
+            and 1 <= policy["days"] <= 36500
+        )
+        or (
+            policy.get("kind") == "year_end"
+            and isinstance(policy.get("years"), int)
+            and 0 <= policy["years"] <= 100
+        )
     )
     if not ok:
-        raise InvalidTenant(field="points_expiry",
-                            problem='{"kind": "never"|"days"|"year_end", "days"|"years": N}')
+        raise InvalidTenant(
+            field="points_expiry", problem='{"kind": "never"|"days"|"year_end", "days"|"years": N}'
+        )
 
 
-def create_operator(db: Session, *, tenant_id: int, username: str, password: str, role: str,
-                    display_name: str = "") -> Operator:
+def create_operator(
+    db: Session, *, tenant_id: int, username: str, password: str, role: str, display_name: str = ""
+) -> Operator:
     if not _USERNAME.match(username or ""):
         raise InvalidOperator(field="username", problem="2–64 letters, digits or _ . @ -")
     if len(password or "") < MIN_PASSWORD:
         raise InvalidOperator(field="password", problem=f"at least {MIN_PASSWORD} characters")
     if role not in ROLES:
         raise InvalidOperator(field="role", problem="one of " + ", ".join(ROLES))
-    op = Operator(tenant_id=tenant_id, username=username, role=role,
-                  display_name=display_name or username,
-                  password_hash=security.hash_password(password), created_at=clock.now())
+    op = Operator(
+        tenant_id=tenant_id,
+        username=username,
+        role=role,
+        display_name=display_name or username,
+        password_hash=security.hash_password(password),
+        created_at=clock.now(),
+    )
     try:
         with db.begin_nested():
             db.add(op)
@@ -130,13 +155,15 @@ def create_operator(db: Session, *, tenant_id: int, username: str, password: str
 
 
 def list_operators(db: Session, *, tenant_id: int) -> list[Operator]:
-    return list(db.scalars(select(Operator).where(Operator.tenant_id == tenant_id)
-                           .order_by(Operator.id)))
+    return list(
+        db.scalars(select(Operator).where(Operator.tenant_id == tenant_id).order_by(Operator.id))
+    )
 
 
 def get_operator(db: Session, *, tenant_id: int, operator_id: int) -> Operator:
-    op = db.scalar(select(Operator).where(Operator.id == operator_id,
-                                          Operator.tenant_id == tenant_id))
+    op = db.scalar(
+        select(Operator).where(Operator.id == operator_id, Operator.tenant_id == tenant_id)
+    )
     if op is None:
         raise OperatorNotFound(operator_id=operator_id)
     return op
@@ -145,7 +172,8 @@ def get_operator(db: Session, *, tenant_id: int, operator_id: int) -> Operator:
 def authenticate(db: Session, *, tenant_slug: str, username: str, password: str) -> Operator:
     """The active operator with these credentials. Raises BadCredentials (same for any miss)."""
     op = db.scalar(
-        select(Operator).join(Tenant, Tenant.id == Operator.tenant_id)
+        select(Operator)
+        .join(Tenant, Tenant.id == Operator.tenant_id)
         .where(Tenant.slug == tenant_slug, Operator.username == username)
     )
     ok = security.verify_password(op.password_hash if op else None, password)
@@ -162,13 +190,24 @@ class IssuedToken:
     secret: str
 
 
-def issue_token(db: Session, *, operator: Operator, name: str = "",
-                ttl: dt.timedelta | None = dt.timedelta(days=30)) -> IssuedToken:
+def issue_token(
+    db: Session,
+    *,
+    operator: Operator,
+    name: str = "",
+    ttl: dt.timedelta | None = dt.timedelta(days=30),
+) -> IssuedToken:
     secret, digest, prefix = security.new_api_token()
     now = clock.now()
-    token = ApiToken(tenant_id=operator.tenant_id, operator_id=operator.id, name=name[:100],
-                     token_hash=digest, prefix=prefix, created_at=now,
-                     expires_at=now + ttl if ttl else None)
+    token = ApiToken(
+        tenant_id=operator.tenant_id,
+        operator_id=operator.id,
+        name=name[:100],
+        token_hash=digest,
+        prefix=prefix,
+        created_at=now,
+        expires_at=now + ttl if ttl else None,
+    )
     db.add(token)
     db.flush()
     return IssuedToken(token=token, secret=secret)
@@ -178,8 +217,10 @@ def operator_for_token(db: Session, *, secret: str) -> Operator:
     """The operator a bearer token stands for. Raises InvalidToken."""
     token = db.scalar(select(ApiToken).where(ApiToken.token_hash == security.token_digest(secret)))
     now = clock.now()
-    if token is None or token.revoked_at is not None or (
-        token.expires_at is not None and token.expires_at <= now
+    if (
+        token is None
+        or token.revoked_at is not None
+        or (token.expires_at is not None and token.expires_at <= now)
     ):
         raise InvalidToken()
     op = db.get(Operator, token.operator_id)
@@ -189,8 +230,9 @@ def operator_for_token(db: Session, *, secret: str) -> Operator:
 
 
 def revoke_token(db: Session, *, tenant_id: int, token_id: int) -> None:
-    token = db.scalar(select(ApiToken).where(ApiToken.id == token_id,
-                                             ApiToken.tenant_id == tenant_id))
+    token = db.scalar(
+        select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == tenant_id)
+    )
     if token is None:
         raise NotFound(resource=f"token {token_id}")
     token.revoked_at = token.revoked_at or clock.now()
