@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
@@ -87,7 +87,7 @@ def wants_html(request: Request) -> bool:
     return path == "/m" or path.startswith(("/admin", "/m/"))
 
 
-def install_error_handlers(app: Any) -> None:
+def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SiyuError)
     async def _siyu(request: Request, err: SiyuError) -> Response:
         if wants_html(request):
@@ -333,7 +333,8 @@ IdempotencyKey = Annotated[str, Depends(idempotency_key)]
 def problems(*errors: type[SiyuError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` documenting the problem+json errors a route can answer."""
     out: dict[int | str, dict[str, Any]] = {}
-    for err in (*errors, InvalidRequest):
+    documented: tuple[type[SiyuError], ...] = (*errors, InvalidRequest)
+    for err in documented:
         entry = out.setdefault(
             err.status,
             {

@@ -18,8 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -215,12 +217,13 @@ def _post(db: Session, entry: m.JournalEntry, lines: list[tuple[m.Account, int]]
         if acc.kind != m.WALLET:
             continue
         # Conditional update: the CHECK constraint and this guard both refuse a negative wallet.
-        done = db.execute(
+        result = db.execute(
             update(m.Account)
             .where(m.Account.id == acc.id, m.Account.balance + amount >= 0)
             .values(balance=m.Account.balance + amount)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )
+        done = cast("CursorResult[Any]", result).rowcount
         if not done:
             raise InsufficientPoints(balance=acc.balance, wanted=-amount)
         # Mirror the database without marking the row dirty (no second UPDATE at flush).
@@ -643,7 +646,7 @@ def get_balance(
         member_id=member_id,
         balance=wallet.balance,
         growth=wallet.growth,
-        expiring=[ExpiringPoints(clock.as_utc(at), int(n)) for at, n in rows],
+        expiring=[ExpiringPoints(clock.as_utc(at), int(n)) for at, n in rows if at is not None],
     )
 
 

@@ -30,6 +30,6 @@ def expire_all(batch: int = 200) -> int:
     return total
 
 
-@huey.periodic_task(crontab(minute="*"), name="ledger.expire")
+@huey.periodic_task(crontab(minute="*"), name="ledger.expire")  # type: ignore[untyped-decorator]
 def expire_points() -> int:
     return expire_all()
