@@ -24,6 +24,7 @@ from siyu.core.settings import get_settings
 from siyu.core.web import install_error_handlers, pick_locale
 
 log = logging.getLogger("siyu.web")
+access = logging.getLogger("siyu.access")
 ROOT = Path(__file__).resolve().parent
 NODE_MODULES = ROOT.parent.parent / "node_modules"
 
@@ -77,6 +78,16 @@ class RequestContext:
             path = getattr(route, "path", "unmatched")
             elapsed = time.perf_counter() - started
             REQUESTS.labels(scope["method"], path, str(status)).inc()
+            access.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(elapsed * 1000, 1),
+                    "request_id": request_id,
+                },
+            )
             LATENCY.labels(scope["method"], path).observe(elapsed)
 
 
@@ -108,6 +119,10 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
     from siyu.tenants import pages as admin_pages
 
     settings = get_settings()
+    if not logging.getLogger().handlers:  # a worker process of `siyu serve --workers N`
+        from siyu.core import logs
+
+        logs.configure()
     app = FastAPI(
         title="siyu",
         version="0.1.0",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from siyu.core import logs
 from siyu.core.cli import JsonFlag, command, console, emit, fail
 from siyu.core.settings import get_settings
 
@@ -300,7 +300,7 @@ def serve(
 
     settings = get_settings()
     host, port = (bind or settings.bind).rsplit(":", 1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()
     uvicorn.run(
         "siyu.app:create_app",
         factory=True,
@@ -309,6 +309,7 @@ def serve(
         workers=workers,
         proxy_headers=True,
         access_log=False,
+        log_config=None,  # keep our structured logging (siyu.access logs each request)
     )
 
 
@@ -320,7 +321,7 @@ def worker(
     """Run job consumers only (production: many of these against Redis)."""
     from siyu.core.jobs import CONSUMER_POLLING, huey, load_tasks
 
-    logging.basicConfig(level=logging.INFO)
+    logs.configure()
     load_tasks()
     consumer = huey.create_consumer(
         workers=workers, worker_type="thread", periodic=periodic, **CONSUMER_POLLING
