@@ -377,6 +377,10 @@ def spend(
     if (found := _existing(db, tenant_id, idempotency_key)) is not None:
         return _replay(found, member_id=member_id, kind=m.DEBIT, points=-points)
     wallet = _wallet(db, tenant_id, member_id, lock=True)
+    # A request with this key may have committed while we waited for the lock (PostgreSQL):
+    # replay it, rather than judge the balance it already spent and answer insufficient.
+    if (found := _existing(db, tenant_id, idempotency_key)) is not None:
+        return _replay(found, member_id=member_id, kind=m.DEBIT, points=-points)
     _expire_wallet(db, wallet)
     if wallet.balance < points:
         raise InsufficientPoints(balance=wallet.balance, wanted=points)
@@ -431,6 +435,9 @@ def reverse(
     if (found := _existing(db, tenant_id, idempotency_key)) is not None:
         return _replay_reversal(found, entry_id=entry_id, points=points)
     wallet = _wallet(db, tenant_id, original.member_id, lock=True)
+    # As in spend: a reversal with this key may have committed while we waited for the lock.
+    if (found := _existing(db, tenant_id, idempotency_key)) is not None:
+        return _replay_reversal(found, entry_id=entry_id, points=points)
     db.refresh(original)  # reversed_points may have moved while we waited for the lock
     reversible = abs(original.points) - original.reversed_points
     wanted = reversible if points is None else points
