@@ -1,0 +1,178 @@
+"""Every route of the app, with how to call it: the walkers in test_isolation and
+test_conventions use this table and fail when the app has a route the table lacks.
+
+Adding a route? Add one line to ``CALLS``: a small valid body (JSON for the API, form fields
+for pages), ``idempotent=True`` if it needs an idempotency key, ``public=True`` if it needs no
+sign-in. Who must be signed in follows from the path (see ``auth_kind``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import fastapi.routing
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+
+@dataclass(frozen=True)
+class Call:
+    json: Any = None
+    form: dict[str, str] | None = None
+    # Sends a fresh key: the Idempotency-Key header (API) or the ``key`` form field (pages).
+    idempotent: bool = False
+    public: bool = False
+
+
+CALLS: dict[tuple[str, str], Call] = {
+    # tenants
+    ("POST", "/api/v1/auth/tokens"): Call(
+        json={"tenant": "no-such-anchor", "username": "nobody", "password": "wrong"}, public=True
+    ),
+    ("GET", "/api/v1/tenant"): Call(),
+    ("PATCH", "/api/v1/tenant/settings"): Call(json={"brand_color": "#123456"}),
+    ("GET", "/api/v1/operators"): Call(),
+    ("POST", "/api/v1/operators"): Call(
+        json={"username": "walker", "password": "walker-password", "role": "analyst"}
+    ),
+    # members
+    ("GET", "/api/v1/members"): Call(),
+    ("POST", "/api/v1/members"): Call(json={"openid": "o-walker"}),
+    ("GET", "/api/v1/members/{member_id}"): Call(),
+    ("PATCH", "/api/v1/members/{member_id}"): Call(json={"nickname": "walker", "tags": ["walked"]}),
+    ("POST", "/api/v1/members/{member_id}/accounts"): Call(
+        json={"platform": "douyin", "account": "dy-walker"}
+    ),
+    ("DELETE", "/api/v1/members/{member_id}/accounts/{platform}"): Call(),
+    ("GET", "/api/v1/tiers"): Call(),
+    ("PUT", "/api/v1/tiers"): Call(json=[{"name": "粉丝", "min_growth": 0}]),
+    ("POST", "/api/v1/m/{slug}/login"): Call(json={"code": "walker-code"}, public=True),
+    ("POST", "/api/v1/m/{slug}/dev-login"): Call(json={"openid": "o-walker"}, public=True),
+    ("GET", "/api/v1/me"): Call(),
+    # points
+    ("GET", "/api/v1/members/{member_id}/points"): Call(),
+    ("GET", "/api/v1/members/{member_id}/points/entries"): Call(),
+    ("POST", "/api/v1/members/{member_id}/points/grant"): Call(
+        json={"points": 10, "reason": "purchase"}, idempotent=True
+    ),
+    ("POST", "/api/v1/members/{member_id}/points/spend"): Call(
+        json={"points": 5, "reason": "redeem"}, idempotent=True
+    ),
+    ("GET", "/api/v1/points/entries/{entry_id}"): Call(),
+    ("POST", "/api/v1/points/entries/{entry_id}/reverse"): Call(
+        json={"points": 1}, idempotent=True
+    ),
+    ("GET", "/api/v1/ledger/verify"): Call(),
+    ("GET", "/api/v1/me/points"): Call(),
+    ("GET", "/api/v1/me/points/entries"): Call(),
+    # admin console
+    ("GET", "/admin"): Call(public=True),
+    ("GET", "/admin/login"): Call(public=True),
+    ("POST", "/admin/login"): Call(
+        form={"tenant": "no-such-anchor", "username": "nobody", "password": "wrong"}, public=True
+    ),
+    ("POST", "/admin/logout"): Call(form={}, public=True),
+    ("GET", "/admin/members"): Call(),
+    ("GET", "/admin/members/{member_id}"): Call(),
+    ("POST", "/admin/members/{member_id}/adjust"): Call(
+        form={"direction": "grant", "points": "5", "memo": "walker"}, idempotent=True
+    ),
+    # member H5
+    ("GET", "/m/{slug}/login"): Call(public=True),
+    ("POST", "/m/{slug}/login"): Call(form={"openid": "o-walker"}, public=True),
+    ("POST", "/m/{slug}/logout"): Call(form={}, public=True),
+    ("GET", "/m/{slug}"): Call(),
+    ("GET", "/m/{slug}/points"): Call(),
+    # service
+    ("GET", "/"): Call(public=True),
+    ("GET", "/healthz"): Call(public=True),
+    ("GET", "/metrics"): Call(public=True),
+    ("GET", "/api/v1/openapi.json"): Call(public=True),
+    ("GET", "/api/docs"): Call(public=True),
+    ("GET", "/docs/oauth2-redirect"): Call(public=True),
+}
+
+# The API routes anyone may call: operator sign-in and member login.
+PUBLIC_API = {key for key, call in CALLS.items() if call.public and key[1].startswith("/api/v1/")}
+
+_PARAM = re.compile(r"{(\w+)(?::\w+)?}")
+
+
+def app_routes(app: FastAPI) -> dict[tuple[str, str], Any]:
+    """(method, path) -> route for every route the app answers (HEAD and mounts left out)."""
+    # FastAPI ≥ 0.16x keeps included routers as lazy nodes; iter_route_contexts flattens them.
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+    contexts = list(flatten(app.routes)) if flatten else list(app.routes)
+    out: dict[tuple[str, str], Any] = {}
+    for ctx in contexts:
+        route = getattr(ctx, "original_route", ctx)
+        for method in getattr(ctx, "methods", None) or ():
+            if method != "HEAD":
+                out[(method, ctx.path)] = route
+    return out
+
+
+def api_routes(app: FastAPI) -> dict[tuple[str, str], APIRoute]:
+    return {
+        k: r
+        for k, r in app_routes(app).items()
+        if k[1].startswith("/api/v1/") and isinstance(r, APIRoute)
+    }
+
+
+def path_params(path: str) -> list[str]:
+    return _PARAM.findall(path)
+
+
+def auth_kind(path: str) -> str:
+    """Who must be signed in: an operator or a member, by bearer token or page session."""
+    if path == "/api/v1/me" or path.startswith("/api/v1/me/"):
+        return "member-token"
+    if path.startswith("/api/v1/"):
+        return "operator-token"
+    if path.startswith("/admin"):
+        return "operator-session"
+    if path.startswith("/m/"):
+        return "member-session"
+    raise AssertionError(f"no sign-in rule for {path}: add one to tests/core/routes.py")
+
+
+def fill(path: str, values: dict[str, Any]) -> str:
+    missing = [p for p in path_params(path) if p not in values]
+    assert not missing, (
+        f"{path}: no sample value for {missing}; add one to the walker's path values"
+    )
+    return _PARAM.sub(lambda m: str(values[m.group(1)]), path)
+
+
+def send(
+    client: Any,
+    method: str,
+    path: str,
+    values: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    csrf: str | None = None,
+    bare: bool = False,
+) -> Any:
+    """Call a route from ``CALLS`` with its sample body. ``bare`` sends no body, no key."""
+    call = CALLS[(method, path)]
+    url = fill(path, values)
+    headers = dict(headers or {})
+    kw: dict[str, Any] = {}
+    if not bare:
+        if call.idempotent and call.form is None:
+            headers["Idempotency-Key"] = f"walker-{uuid.uuid4().hex}"
+        if call.json is not None:
+            kw["json"] = call.json
+        if call.form is not None:
+            form = dict(call.form)
+            if call.idempotent:
+                form["key"] = uuid.uuid4().hex
+            if csrf is not None:
+                form["csrf_token"] = csrf
+            kw["data"] = form
+    return client.request(method, url, headers=headers, follow_redirects=False, **kw)
