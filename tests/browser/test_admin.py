@@ -117,7 +117,7 @@ def test_operator_finds_members_by_nickname_taobao_nick_and_tag(new_page: PageFa
     search.fill("xiaoyu")  # part of the Taobao nick; no nickname or openid contains it
     page.get_by_role("button", name="Filter").click()
     expect(member_links(page)).to_have_text(["小鱼"])
-    expect(page.locator("table.grid tbody")).to_contain_text("taobao: xiaoyu_tb")
+    expect(page.locator("table.grid tbody")).to_contain_text("Taobao: xiaoyu_tb")
 
     page.get_by_role("link", name="Clear").click()
     page.get_by_role("combobox", name="Tag").select_option("双11")
@@ -163,7 +163,7 @@ def test_operator_grants_points_with_a_reason_and_sees_it_in_the_ledger(
     expect(page.get_by_role("status")).to_have_text("Points adjusted.")
     expect(page.get_by_test_id("balance")).to_have_text("1,500")
     newest = page.locator("table.grid tbody tr").first
-    expect(newest).to_contain_text("+1200")
+    expect(newest).to_contain_text("+1,200")
     expect(newest).to_contain_text("manual_adjust")
     expect(newest).to_contain_text("直播间抽奖补发")
     expect(page.locator("table.grid tbody tr")).to_have_count(2)
