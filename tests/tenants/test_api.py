@@ -59,24 +59,24 @@ def test_token_secret_is_stored_only_as_digest(db, client):
     assert secret.startswith(row.prefix)
 
 
-@pytest.mark.parametrize("miss", ["password", "username", "tenant"])
-def test_token_refused_alike_for_wrong_password_unknown_user_or_tenant(db, client, miss):
+def test_token_refused_alike_for_wrong_password_unknown_user_or_tenant(db, client):
     tenant = make_tenant(db)
     make_operator(db, tenant, username="xiaowang")
-    creds = {"tenant": tenant.slug, "username": "xiaowang", "password": PASSWORD}
-    creds[miss] = {"password": "wrong-password", "username": "nobody", "tenant": "no-such-anchor"}[
-        miss
+    good = {"tenant": tenant.slug, "username": "xiaowang", "password": PASSWORD}
+    misses = [
+        good | {"password": "wrong-password"},
+        good | {"username": "nobody"},
+        good | {"tenant": "no-such-anchor"},
     ]
 
-    resp = client.post("/api/v1/auth/tokens", json=creds)
+    answers = [client.post("/api/v1/auth/tokens", json=creds) for creds in misses]
 
-    assert resp.status_code == 401
-    assert resp.headers["content-type"].startswith("application/problem+json")
-    body = resp.json()
-    assert body["code"] == "auth.bad_credentials"
+    for resp in answers:
+        assert resp.status_code == 401
+        assert resp.headers["content-type"].startswith("application/problem+json")
+        assert resp.json()["code"] == "auth.bad_credentials"
     # Nothing tells which part was wrong.
-    assert body["params"] == {}
-    assert miss not in body["detail"].lower()
+    assert answers[0].json() == answers[1].json() == answers[2].json()
     assert db.scalar(select(ApiToken).where(ApiToken.tenant_id == tenant.id)) is None
 
 
@@ -119,13 +119,18 @@ def test_revoked_token_is_refused(db, client):
 
 
 @pytest.mark.parametrize(
-    "authorization", ["Bearer siyu_not-a-real-token", "Bearer nonsense", "Basic YWRtaW46cGFzcw=="]
+    ("authorization", "code"),
+    [
+        ("Bearer siyu_not-a-real-token", "auth.invalid_token"),
+        ("Bearer nonsense", "auth.invalid_token"),
+        ("Basic YWRtaW46cGFzcw==", "auth.required"),
+    ],
 )
-def test_unknown_or_malformed_token_is_refused(client, authorization):
+def test_unknown_or_malformed_token_is_refused(client, authorization, code):
     resp = client.get("/api/v1/tenant", headers={"Authorization": authorization})
 
     assert resp.status_code == 401
-    assert resp.json()["code"] in ("auth.invalid_token", "auth.required")
+    assert resp.json()["code"] == code
     assert resp.headers["www-authenticate"] == "Bearer"
 
 
