@@ -33,17 +33,18 @@ def _source_dirs(path: str) -> bool:
 
 
 @cache
-def extracted() -> dict[str, list[str]]:
-    """msgid → files it appears in, for every message babel.cfg extracts."""
+def extracted() -> dict[str, tuple[str | None, list[str]]]:
+    """msgid → (plural msgid or None, files it appears in) for every message babel.cfg
+    extracts."""
     with (ROOT / "babel.cfg").open() as fh:
         method_map, options_map = parse_mapping_cfg(fh, "babel.cfg")
-    found: dict[str, list[str]] = {}
+    found: dict[str, tuple[str | None, list[str]]] = {}
     for filename, _lineno, message, _comments, _context in extract_from_dir(
         ROOT, method_map, options_map, directory_filter=_source_dirs
     ):
-        for msgid in message if isinstance(message, tuple) else (message,):
-            if msgid:
-                found.setdefault(msgid, []).append(filename)
+        msgid, plural = (message[0], message[1]) if isinstance(message, tuple) else (message, None)
+        if msgid:
+            found.setdefault(msgid, (plural, []))[1].append(filename)
     return found
 
 
@@ -53,16 +54,22 @@ def zh_cn() -> Catalog:
         return read_po(fh, locale="zh_CN")
 
 
-def translation_problem(msgid: str) -> str | None:
+def translation_problem(msgid: str, plural: str | None = None) -> str | None:
     found = zh_cn().get(msgid)
-    if found is None or not found.string:
+    if found is None:
+        return "untranslated"
+    # Chinese has one plural form; it carries the placeholders of the plural msgid.
+    strings = found.string if isinstance(found.string, tuple) else (found.string,)
+    source = plural or msgid
+    if not all(strings):
         return "untranslated"
     if found.fuzzy:
         return "fuzzy"
-    if set(PLACEHOLDER.findall(str(found.string))) != set(PLACEHOLDER.findall(msgid)):
-        return f"placeholders differ in {found.string!r}"
-    if _specials(str(found.string)) != _specials(msgid):
-        return f"a stray '{{', '}}' or '%' would break formatting of {found.string!r}"
+    for string in strings:
+        if set(PLACEHOLDER.findall(string)) != set(PLACEHOLDER.findall(source)):
+            return f"placeholders differ in {string!r}"
+        if _specials(string) != _specials(source):
+            return f"a stray '{{', '}}' or '%' would break formatting of {string!r}"
     return None
 
 
@@ -87,8 +94,8 @@ def test_extraction_finds_python_lazy_and_template_messages():
 def test_every_extracted_message_has_a_zh_cn_translation_with_the_same_placeholders():
     problems = {
         msgid: (problem, files)
-        for msgid, files in extracted().items()
-        if (problem := translation_problem(msgid))
+        for msgid, (plural, files) in extracted().items()
+        if (problem := translation_problem(msgid, plural))
     }
     assert problems == {}, "run scripts/i18n extract and translate the zh_CN catalog"
 
