@@ -170,3 +170,15 @@ def client(app: object, db: Session) -> Iterator[object]:
 
     with TestClient(app) as c:  # type: ignore[arg-type]
         yield c
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real argon2id with a small cost: production parameters take ~0.4 s a hash here."""
+    from argon2 import PasswordHasher
+
+    from siyu.core import security
+
+    monkeypatch.setattr(
+        security, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )

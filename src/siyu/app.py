@@ -14,14 +14,13 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from sqlalchemy import text
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from siyu.core import db as dbmod
 from siyu.core import i18n
 from siyu.core.settings import get_settings
-from siyu.core.web import install_error_handlers, pick_locale
+from siyu.core.web import PROBLEM, install_error_handlers, pick_locale, unexpected_error_response
 
 log = logging.getLogger("siyu.web")
 access = logging.getLogger("siyu.access")
@@ -51,10 +50,12 @@ class RequestContext:
         token = i18n.set_locale(locale)
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_wrapped(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
@@ -72,6 +73,10 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_wrapped)
+        except Exception as err:
+            if response_started:
+                raise
+            await unexpected_error_response(Request(scope), err)(scope, receive, send_wrapped)
         finally:
             i18n._locale.reset(token)
             route = scope.get("route")
@@ -157,8 +162,15 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
         """Liveness and database reachability."""
-        with dbmod.get_engine().connect() as conn:
-            conn.execute(text("SELECT 1"))
+        # A raw DBAPI round trip: on SQLite a SQLAlchemy transaction would BEGIN IMMEDIATE and
+        # queue behind writers, turning a busy minute into a failed health check.
+        raw = dbmod.get_engine().raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute("SELECT 1")
+            cur.close()
+        finally:
+            raw.close()
         return {
             "status": "ok",
             "database": dbmod.get_engine().dialect.name,
@@ -203,6 +215,14 @@ def _add_problem_schema(app: FastAPI) -> None:
                 "errors": {"type": "array", "items": {"type": "object"}},
             },
         }
+        # Every 422 is our problem+json request.invalid, not FastAPI's HTTPValidationError.
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                if "422" in operation.get("responses", {}):
+                    operation["responses"]["422"] = {
+                        "description": "request.invalid",
+                        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                    }
         app.openapi_schema = schema
         return schema
 

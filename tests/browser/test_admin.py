@@ -130,11 +130,6 @@ def test_operator_finds_members_by_nickname_taobao_nick_and_tag(new_page: PageFa
     expect(page.get_by_text("No members match.")).to_be_visible()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="members.service.search_members drops '_' from the "
-    "query instead of escaping it, so 'xiaoyu_tb' looks for 'xiaoyutb'",
-)
 def test_searching_the_full_taobao_nick_with_an_underscore_finds_the_member(
     new_page: PageFactory, shop: Shop
 ):

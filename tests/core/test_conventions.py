@@ -96,26 +96,12 @@ def problem_statuses(op: dict) -> set[int]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG src/siyu/ledger/api.py, src/siyu/members/api.py: "
-    "the member routes GET /api/v1/me, /me/points, /me/points/entries have no "
-    "responses=problems(...), so OpenAPI documents no problem+json response "
-    "for them",
-)
 def test_every_protected_api_route_documents_a_problem_response(app, doc):
     ops = operations(doc)
 
     assert [k for k in protected_api(app) if not problem_statuses(ops[k])] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG src/siyu/members/api.py, src/siyu/ledger/api.py: "
-    "routes without responses=problems(...) keep FastAPI's default 422 "
-    "(application/json HTTPValidationError), but the app answers 422 as "
-    "problem+json request.invalid",
-)
 def test_every_documented_422_is_problem_json(doc):
     wrong = [
         k
@@ -128,11 +114,6 @@ def test_every_documented_422_is_problem_json(doc):
     assert wrong == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP src/siyu/core/web.py problems(): no route "
-    "documents its 401 auth.required / auth.invalid_token problem response",
-)
 def test_every_protected_api_route_documents_401(app, doc):
     ops = operations(doc)
 

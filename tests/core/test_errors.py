@@ -155,12 +155,6 @@ def test_wrong_method_is_problem_405(client):
     assert resp.json()["type"] == "/errors/request.method_not_allowed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG src/siyu/core/web.py _http handler: the 405 "
-    "problem response drops Starlette's Allow header (RFC 9110 §15.5.6 "
-    "requires it)",
-)
 def test_wrong_method_names_the_allowed_ones(client):
     resp = client.delete("/api/v1/tenant")
 
@@ -201,12 +195,6 @@ def test_unexpected_error_is_500_internal_without_traceback(boom_client, caplog)
     assert "secret-internal-detail" in str(logged[-1].exc_info[1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG src/siyu/app.py: the Exception handler runs in "
-    "Starlette's ServerErrorMiddleware, outside RequestContext, so a 500 has no "
-    "X-Request-Id header and ignores the request's language (always zh_CN)",
-)
 def test_unexpected_error_carries_request_id_header_and_language(boom_client):
     resp = boom_client.get("/api/v1/test-boom", headers=EN | {"X-Request-Id": "req-boom-2"})
 

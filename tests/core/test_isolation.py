@@ -279,17 +279,9 @@ def test_api_route_without_credentials_is_401(db, client, lone, method, path):
     assert snapshot(db, lone["tenant_id"]) == before
 
 
-_KEY_BEFORE_AUTH = pytest.mark.xfail(
-    strict=True,
-    reason="BUG src/siyu/ledger/api.py: the IdempotencyKey dependency is declared "
-    "before requires(...), so a request without credentials and without Idempotency-Key gets "
-    "400 request.idempotency_key_required instead of 401 auth.required",
-)
-
-
 @pytest.mark.parametrize(
     ("method", "path"),
-    [pytest.param(*k, marks=_KEY_BEFORE_AUTH) if CALLS[k].idempotent else k for k in PROTECTED_API],
+    PROTECTED_API,
 )
 def test_api_route_answers_401_before_looking_at_the_request(client, lone, method, path):
     resp = send(client, method, path, lone, bare=True)

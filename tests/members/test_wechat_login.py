@@ -261,12 +261,6 @@ def test_dev_login_with_bad_openid_is_invalid(db, client, openid):
     assert member_count(db, tenant) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG src/siyu/core/settings.py: dev_login defaults to True even with "
-    "SIYU_ENV=production, so /api/v1/m/{slug}/dev-login lets anyone sign in as any openid "
-    "unless SIYU_DEV_LOGIN=false is set by hand",
-)
 def test_dev_login_is_off_by_default_in_production(monkeypatch):
     from siyu.core.settings import Settings
 

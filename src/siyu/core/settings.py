@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     queue_name: str = "siyu"
     job_workers: int = 2
     wechat_api_base: str = "https://api.weixin.qq.com"
-    dev_login: bool = True
+    # The H5 openid sign-in for development; off in production unless explicitly enabled.
+    dev_login: bool | None = None
     log_json: bool = False
     # Production refuses the placeholder secret; development keeps working out of the box.
     env: str = "development"
@@ -48,6 +49,8 @@ class Settings(BaseSettings):
     def model_post_init(self, __context: object) -> None:
         if self.env == "production" and self.secret_key == _DEV_SECRET:
             raise ValueError("SIYU_SECRET_KEY must be set in production")
+        if self.dev_login is None:
+            self.dev_login = self.env != "production"
 
     @property
     def is_sqlite(self) -> bool:

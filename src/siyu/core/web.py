@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -74,11 +75,16 @@ DbSession = Annotated[Session, Depends(_db)]
 
 
 def problem_response(
-    err: SiyuError, request: Request | None = None, extra: dict[str, Any] | None = None
+    err: SiyuError,
+    request: Request | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = err.problem(instance=str(request.url.path) if request else None)
     body.update(extra or {})
-    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+    headers = dict(headers or {})
+    if err.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=err.status, media_type=PROBLEM, headers=headers)
 
 
@@ -116,16 +122,21 @@ def install_error_handlers(app: FastAPI) -> None:
             siyu_err = InvalidRequest()
         if wants_html(request):
             return render_error(request, siyu_err)
-        return problem_response(siyu_err, request)
+        # 405 keeps Starlette's Allow header (RFC 9110 §15.5.6).
+        return problem_response(siyu_err, request, headers=dict(err.headers or {}))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, err: Exception) -> Response:
-        request_id = getattr(request.state, "request_id", uuid.uuid4().hex[:12])
-        log.exception("unhandled error", extra={"request_id": request_id})
-        siyu_err = Internal(request_id=request_id)
-        if wants_html(request):
-            return render_error(request, siyu_err)
-        return problem_response(siyu_err, request)
+
+def unexpected_error_response(request: Request, err: BaseException) -> Response:
+    """The 500 for an unhandled exception: logged with the request id, no traceback shown.
+
+    Called from the request-context middleware (not an ``Exception`` handler, which Starlette
+    runs outside every middleware, where the request id and language are gone)."""
+    request_id = getattr(request.state, "request_id", uuid.uuid4().hex[:12])
+    log.error("unhandled error", exc_info=err, extra={"request_id": request_id})
+    siyu_err = Internal(request_id=request_id)
+    if wants_html(request):
+        return render_error(request, siyu_err)
+    return problem_response(siyu_err, request)
 
 
 class _MethodNotAllowed(SiyuError):
@@ -233,18 +244,21 @@ CsrfChecked = Depends(check_csrf)
 # --- operators --------------------------------------------------------------------------------
 
 
-def _bearer(authorization: str | None) -> str | None:
-    if authorization and authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip()
-    return None
+# Declared as security schemes so the OpenAPI document says how to authenticate. auto_error is
+# off: a missing token is our problem+json auth.required, not Starlette's 403.
+_operator_bearer = HTTPBearer(
+    scheme_name="OperatorToken", auto_error=False, description="POST /api/v1/auth/tokens"
+)
+_member_bearer = HTTPBearer(
+    scheme_name="MemberToken", auto_error=False, description="POST /api/v1/m/{slug}/login"
+)
+Credentials = HTTPAuthorizationCredentials | None
 
 
-def api_operator(
-    request: Request, db: DbSession, authorization: Annotated[str | None, Header()] = None
-) -> Any:
+def api_operator(db: DbSession, creds: Credentials = Depends(_operator_bearer)) -> Any:
     from siyu.tenants import service as tenants
 
-    secret = _bearer(authorization)
+    secret = creds.credentials if creds else None
     if not secret:
         raise Unauthenticated()
     if secret.startswith("siyu_"):
@@ -282,8 +296,8 @@ def requires(permission: str, *, page: bool = False) -> Any:
 # --- members ----------------------------------------------------------------------------------
 
 
-def api_member(db: DbSession, authorization: Annotated[str | None, Header()] = None) -> Any:
-    token = _bearer(authorization)
+def api_member(db: DbSession, creds: Credentials = Depends(_member_bearer)) -> Any:
+    token = creds.credentials if creds else None
     if not token:
         raise Unauthenticated()
     return _member_from_token(db, token)
@@ -330,10 +344,13 @@ def idempotency_key(
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
 
 
-def problems(*errors: type[SiyuError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` documenting the problem+json errors a route can answer."""
+def problems(*errors: type[SiyuError], auth: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting the problem+json errors a route can answer
+    (``auth``: the route needs a token, so it can answer 401 too)."""
     out: dict[int | str, dict[str, Any]] = {}
     documented: tuple[type[SiyuError], ...] = (*errors, InvalidRequest)
+    if auth:
+        documented += (Unauthenticated, InvalidToken)
     for err in documented:
         entry = out.setdefault(
             err.status,

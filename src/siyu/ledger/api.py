@@ -100,8 +100,9 @@ def grant_points(
     member_id: int,
     body: GrantIn,
     db: DbSession,
-    key: IdempotencyKey,
     op: Annotated[Operator, requires("points.adjust")],
+    # After the auth dependency: no credentials is 401, whatever headers are missing.
+    key: IdempotencyKey,
 ) -> EntryRead:
     """Credit points. Send an ``Idempotency-Key``: a retry returns the first entry."""
     entry = service.grant(
@@ -129,8 +130,9 @@ def spend_points(
     member_id: int,
     body: SpendIn,
     db: DbSession,
-    key: IdempotencyKey,
     op: Annotated[Operator, requires("points.adjust")],
+    # After the auth dependency: no credentials is 401, whatever headers are missing.
+    key: IdempotencyKey,
 ) -> EntryRead:
     """Debit points, earliest-expiring first; ``points.insufficient`` takes nothing."""
     entry = service.spend(
@@ -172,8 +174,9 @@ def reverse_entry(
     entry_id: int,
     body: ReverseIn,
     db: DbSession,
-    key: IdempotencyKey,
     op: Annotated[Operator, requires("points.adjust")],
+    # After the auth dependency: no credentials is 401, whatever headers are missing.
+    key: IdempotencyKey,
 ) -> EntryRead:
     """Reverse all or part of a credit or debit."""
     entry = service.reverse(
@@ -202,12 +205,12 @@ def verify_ledger(db: DbSession, op: Annotated[Operator, requires("points.read")
     )
 
 
-@router.get("/me/points", tags=["member"])
+@router.get("/me/points", tags=["member"], responses=problems())
 def my_balance(db: DbSession, member: CurrentMember) -> BalanceRead:
     return balance_read(db, tenant_id=member.tenant_id, member_id=member.id)
 
 
-@router.get("/me/points/entries", tags=["member"])
+@router.get("/me/points/entries", tags=["member"], responses=problems())
 def my_entries(
     db: DbSession,
     member: CurrentMember,

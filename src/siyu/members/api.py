@@ -39,6 +39,7 @@ from siyu.members.schemas import (
     WechatLogin,
 )
 from siyu.tenants import service as tenants
+from siyu.tenants.errors import TenantNotFound
 from siyu.tenants.models import Operator
 
 router = APIRouter(prefix="/api/v1", route_class=TxRoute, tags=["members"])
@@ -175,7 +176,9 @@ def _token(member: Member) -> MemberToken:
 @router.post(
     "/m/{slug}/login",
     tags=["member"],
-    responses=problems(WechatLoginFailed, WechatUnavailable, WechatNotConfigured),
+    responses=problems(
+        TenantNotFound, WechatLoginFailed, WechatUnavailable, WechatNotConfigured, auth=False
+    ),
 )
 def wechat_login(slug: str, body: WechatLogin, db: DbSession) -> MemberToken:
     """Mini-program login: send the ``wx.login()`` code, get a member token (30 days)."""
@@ -183,7 +186,9 @@ def wechat_login(slug: str, body: WechatLogin, db: DbSession) -> MemberToken:
     return _token(service.wechat_login(db, tenant_id=tenant.id, code=body.code))
 
 
-@router.post("/m/{slug}/dev-login", tags=["member"], responses=problems(NotFound))
+@router.post(
+    "/m/{slug}/dev-login", tags=["member"], responses=problems(NotFound, TenantNotFound, auth=False)
+)
 def dev_login(slug: str, body: DevLogin, db: DbSession) -> MemberToken:
     """Development only (``SIYU_DEV_LOGIN``): sign in as any openid."""
     if not get_settings().dev_login:
@@ -192,6 +197,6 @@ def dev_login(slug: str, body: DevLogin, db: DbSession) -> MemberToken:
     return _token(service.login_openid(db, tenant_id=tenant.id, openid=body.openid))
 
 
-@router.get("/me", tags=["member"])
+@router.get("/me", tags=["member"], responses=problems())
 def me(db: DbSession, member: CurrentMember) -> MemberDetail:
     return detail(db, member)

@@ -244,16 +244,19 @@ def search_members(
     limit = max(1, min(limit, 100))
     cond = [Member.tenant_id == tenant_id]
     if q := (q or "").strip():
-        like = f"%{q.replace('%', '').replace('_', '')}%"
+        # Taobao nicks contain "_": escape LIKE wildcards instead of dropping them.
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         cond.append(
             or_(
-                Member.nickname.ilike(like),
+                Member.nickname.ilike(like, escape="\\"),
                 Member.openid == q,
                 Member.phone == q,
-                Member.id == (int(q) if q.isdigit() and len(q) < 12 else -1),
+                # At most 9 digits: a phone number would overflow PostgreSQL's integer id.
+                Member.id == (int(q) if q.isdigit() and len(q) <= 9 else -1),
                 Member.id.in_(
                     select(PlatformAccount.member_id).where(
-                        PlatformAccount.tenant_id == tenant_id, PlatformAccount.account.ilike(like)
+                        PlatformAccount.tenant_id == tenant_id,
+                        PlatformAccount.account.ilike(like, escape="\\"),
                     )
                 ),
             )

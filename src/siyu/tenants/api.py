@@ -41,7 +41,7 @@ def tenant_read(tenant: Tenant) -> TenantRead:
     )
 
 
-@router.post("/auth/tokens", status_code=201, responses=problems(BadCredentials))
+@router.post("/auth/tokens", status_code=201, responses=problems(BadCredentials, auth=False))
 def create_token(body: TokenCreate, db: DbSession) -> TokenRead:
     """Exchange an operator's credentials for a bearer token (valid 30 days)."""
     op = service.authenticate(

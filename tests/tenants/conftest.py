@@ -1,1 +1,0 @@
-from tests.core.hashing import fast_password_hashing  # noqa: F401
