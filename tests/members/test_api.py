@@ -85,7 +85,8 @@ def test_create_member_with_bad_tag_is_invalid(db, client, headers, tenant):
     resp = client.post("/api/v1/members", headers=headers, json={"openid": "o-x", "tags": ["a,b"]})
 
     assert resp.status_code == 422
-    assert resp.json()["code"] == "request.invalid"
+    assert resp.json()["code"] == "request.invalid_field"
+    assert resp.json()["params"]["field"] == "tags"
     assert members.find_by_openid(db, tenant_id=tenant.id, openid="o-x") is None
 
 
@@ -167,7 +168,8 @@ def test_search_with_unknown_tier_is_invalid(client, headers):
     resp = client.get("/api/v1/members", headers=headers, params={"tier_id": 999999})
 
     assert resp.status_code == 422
-    assert resp.json()["code"] == "request.invalid"
+    assert resp.json()["code"] == "request.invalid_field"
+    assert resp.json()["params"]["field"] == "tier_id"
 
 
 def test_search_pages_cover_every_member_exactly_once(db, client, headers, tenant):
@@ -205,7 +207,8 @@ def test_search_with_bad_cursor_is_invalid(client, headers, cursor):
     resp = client.get("/api/v1/members", headers=headers, params={"cursor": cursor})
 
     assert resp.status_code == 422
-    assert resp.json()["code"] == "request.invalid"
+    assert resp.json()["code"] == "request.invalid_field"
+    assert resp.json()["params"]["field"] == "cursor"
 
 
 @pytest.mark.parametrize("limit", [0, 101])
@@ -294,7 +297,8 @@ def test_patch_with_bad_tag_changes_nothing(db, client, headers, tenant):
     )
 
     assert resp.status_code == 422
-    assert resp.json()["code"] == "request.invalid"
+    assert resp.json()["code"] == "request.invalid_field"
+    assert resp.json()["params"]["field"] == "tags"
     body = client.get(f"/api/v1/members/{member.id}", headers=headers).json()
     assert (body["nickname"], body["tags"]) == ("小鱼", ["a"])
 

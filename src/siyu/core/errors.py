@@ -101,6 +101,13 @@ class InvalidRequest(SiyuError):
     detail = _l("Some fields are missing or invalid")
 
 
+class InvalidField(InvalidRequest):
+    code = "request.invalid_field"
+    status = 422
+    title = _l("Invalid value")
+    detail = _l("{field}: {problem}")
+
+
 class Internal(SiyuError):
     code = "internal"
     status = 500

@@ -28,7 +28,15 @@ def catalog(locale: str) -> dict[str, str]:
         return {}
     with path.open("rb") as fh:
         cat = read_po(fh, locale=locale)
-    return {str(m.id): str(m.string) for m in cat if m.id and m.string and not m.fuzzy}
+    out: dict[str, str] = {}
+    for m in cat:
+        if not m.id or not m.string or m.fuzzy:
+            continue
+        if m.pluralizable:  # Chinese has one plural form: key by the singular, keep form 0
+            out[str(m.id[0])] = str(m.string[0])
+        else:
+            out[str(m.id)] = str(m.string)
+    return out
 
 
 def get_locale() -> str:
@@ -66,7 +74,10 @@ _ = gettext
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:
-    return gettext(singular if n == 1 else plural)
+    found = catalog(get_locale()).get(singular)
+    if found is not None:
+        return found
+    return singular if n == 1 else plural
 
 
 class LazyString:

@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from siyu.core import clock
-from siyu.core.errors import InvalidRequest
+from siyu.core.errors import InvalidField
+from siyu.core.i18n import gettext as _
 from siyu.ledger import models as m
 from siyu.ledger.errors import (
     EntryNotFound,
@@ -163,7 +164,7 @@ _RESERVED_KEY_PREFIXES = ("expire:",)
 
 def _check_key(key: str) -> None:
     if not key or len(key) > 200 or key.startswith(_RESERVED_KEY_PREFIXES):
-        raise InvalidRequest(field="idempotency_key")
+        raise InvalidField(field="idempotency_key", problem=_("1–200 characters"))
 
 
 # --- posting ----------------------------------------------------------------------------------

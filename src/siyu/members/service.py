@@ -12,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from siyu.core import clock
-from siyu.core.errors import InvalidRequest
+from siyu.core.errors import InvalidField
+from siyu.core.i18n import gettext as _
 from siyu.ledger import models as lm
 from siyu.ledger import service as ledger
 from siyu.members.errors import (
@@ -38,7 +39,7 @@ def _clean_tags(tags: list[str]) -> list[str]:
     out = sorted({t.strip() for t in tags if t and t.strip()})
     for t in out:
         if not _TAG.match(t):
-            raise InvalidRequest(field="tags", problem=f"bad tag {t!r}")
+            raise InvalidField(field="tags", problem=_("not a valid tag: {tag}").format(tag=t))
     return out
 
 
@@ -57,7 +58,7 @@ def create_member(
     """Create a member and open their wallet. Raises MemberExists for a known openid."""
     openid = (openid or "").strip()
     if not openid or len(openid) > 64:
-        raise InvalidRequest(field="openid", problem="1–64 characters")
+        raise InvalidField(field="openid", problem=_("1–64 characters"))
     member = Member(
         tenant_id=tenant_id,
         openid=openid,
@@ -162,7 +163,7 @@ def bind_account(
         raise UnknownPlatform(allowed=", ".join(PLATFORMS))
     account = (account or "").strip()
     if not account or len(account) > 64:
-        raise InvalidRequest(field="account", problem="1–64 characters")
+        raise InvalidField(field="account", problem=_("1–64 characters"))
     member = get_member(db, tenant_id=tenant_id, member_id=member_id)
     owner = db.scalar(
         select(PlatformAccount).where(
@@ -225,7 +226,7 @@ def _decode_cursor(cursor: str) -> int:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return int(json.loads(raw)["id"])
     except (ValueError, KeyError, TypeError):
-        raise InvalidRequest(field="cursor", problem="not a cursor from this list") from None
+        raise InvalidField(field="cursor", problem=_("not a cursor from this list")) from None
 
 
 def search_members(
@@ -348,7 +349,7 @@ def _tier_range(db: Session, *, tenant_id: int, tier_id: int) -> tuple[int, int 
     for i, t in enumerate(tiers):
         if t.id == tier_id:
             return t.min_growth, tiers[i + 1].min_growth if i + 1 < len(tiers) else None
-    raise InvalidRequest(field="tier", problem=f"no tier {tier_id}")
+    raise InvalidField(field="tier_id", problem=_("no tier {tier_id}").format(tier_id=tier_id))
 
 
 def tier_for(tiers: list[Tier], growth: int) -> TierProgress:

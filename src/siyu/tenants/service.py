@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from siyu.core import clock, security
 from siyu.core.errors import BadCredentials, InvalidToken, NotFound
+from siyu.core.i18n import gettext as _
 from siyu.tenants.errors import (
     InvalidOperator,
     InvalidTenant,
@@ -61,11 +62,13 @@ def create_tenant(
     from siyu.members import service as members
 
     if not _SLUG.match(slug or ""):
-        raise InvalidTenant(field="slug", problem="2–40 lowercase letters, digits or '-'")
+        raise InvalidTenant(field="slug", problem=_("2–40 lowercase letters, digits or '-'"))
     if not (name or "").strip():
-        raise InvalidTenant(field="name", problem="required")
+        raise InvalidTenant(field="name", problem=_("required"))
     if not clock.valid_timezone(timezone):
-        raise InvalidTenant(field="timezone", problem=f"unknown timezone {timezone}")
+        raise InvalidTenant(
+            field="timezone", problem=_("unknown timezone {tz}").format(tz=timezone)
+        )
     tenant = Tenant(
         slug=slug,
         name=name.strip(),
@@ -125,7 +128,7 @@ def _check_expiry_policy(policy: Any) -> None:
     )
     if not ok:
         raise InvalidTenant(
-            field="points_expiry", problem='{"kind": "never"|"days"|"year_end", "days"|"years": N}'
+            field="points_expiry", problem=_("never, N days, or the end of the year after N years")
         )
 
 
@@ -133,11 +136,15 @@ def create_operator(
     db: Session, *, tenant_id: int, username: str, password: str, role: str, display_name: str = ""
 ) -> Operator:
     if not _USERNAME.match(username or ""):
-        raise InvalidOperator(field="username", problem="2–64 letters, digits or _ . @ -")
+        raise InvalidOperator(field="username", problem=_("2–64 letters, digits or _ . @ -"))
     if len(password or "") < MIN_PASSWORD:
-        raise InvalidOperator(field="password", problem=f"at least {MIN_PASSWORD} characters")
+        raise InvalidOperator(
+            field="password", problem=_("at least {n} characters").format(n=MIN_PASSWORD)
+        )
     if role not in ROLES:
-        raise InvalidOperator(field="role", problem="one of " + ", ".join(ROLES))
+        raise InvalidOperator(
+            field="role", problem=_("one of {roles}").format(roles=", ".join(ROLES))
+        )
     op = Operator(
         tenant_id=tenant_id,
         username=username,
