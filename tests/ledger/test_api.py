@@ -328,8 +328,11 @@ def test_writes_without_an_idempotency_key_are_400(db, client, shop, key):
     assert (balance(db, member), count_entries(db, member)) == (100, 1)
 
 
-@pytest.mark.parametrize("key", ["k" * 201, "expire:1:0"])
-def test_an_oversized_or_reserved_idempotency_key_is_422(db, client, shop, key):
+@pytest.mark.parametrize(
+    ("key", "code"),
+    [("k" * 201, "request.invalid"), ("expire:1:0", "request.invalid_field")],
+)
+def test_an_oversized_or_reserved_idempotency_key_is_422(db, client, shop, key, code):
     tenant, member, headers = shop
     resp = post(
         client,
@@ -339,7 +342,8 @@ def test_an_oversized_or_reserved_idempotency_key_is_422(db, client, shop, key):
         points=5,
         reason="purchase",
     )
-    assert_problem(resp, 422, "request.invalid")
+    body = assert_problem(resp, 422, code)
+    assert "idempotency" in str(body.get("errors") or body["params"]).lower()
     assert count_entries(db, member) == 0
 
 
