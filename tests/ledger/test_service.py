@@ -311,6 +311,21 @@ def test_grant_retry_after_its_explicit_expiry_passed_returns_first_entry(db, cl
     assert again.id == first.id
 
 
+def test_replays_after_points_fell_due_change_nothing(db, clock):
+    """A retry answers with the first entry; it does not post the wallet's due expiry."""
+    tenant = make_tenant(db)
+    member = make_member(db, tenant)
+    credit = grant(db, member, 100, key="g-due", expires_at=clock.now + dt.timedelta(days=1))
+    grant(db, member, 50)
+    debit = spend(db, member, 20, key="s-due")
+    clock.advance(days=2)
+    before = snapshot(db, tenant)
+    assert spend(db, member, 20, key="s-due").id == debit.id
+    assert grant(db, member, 100, key="g-due").id == credit.id
+    assert snapshot(db, tenant) == before
+    assert entries_of(db, member, m.EXPIRE) == []
+
+
 def test_reverse_retry_with_same_key_reverses_once(db, clock):
     tenant = make_tenant(db)
     member = make_member(db, tenant)
