@@ -124,6 +124,7 @@ def upgrade() -> None:
     sa.Column('actor_id', sa.String(length=64), nullable=False),
     sa.Column('idempotency_key', sa.String(length=200), nullable=False),
     sa.Column('reverses_id', sa.Integer(), nullable=True),
+    sa.Column('counts_for_growth', sa.Boolean(), nullable=False),
     sa.Column('reversed_points', sa.Integer(), nullable=False),
     sa.Column('created_at', siyu.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_ledger_entries_member_id_members')),

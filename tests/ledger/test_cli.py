@@ -201,11 +201,6 @@ def test_spending_beyond_the_balance_exits_1_with_the_code_in_json(committed, sh
     assert entries(committed, member_id) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in src/siyu/core/cli.py fail(): Rich reads '[points.insufficient]' as markup "
-    "and drops it, printing 'error : …' without the code",
-)
 def test_spending_beyond_the_balance_prints_one_error_line(committed, shop):
     slug, member_id = shop
     result = siyu(

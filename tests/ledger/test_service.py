@@ -652,11 +652,6 @@ def test_growth_is_unaffected_by_spending_and_expiry(db, clock):
     assert (bal.balance, bal.growth) == (75, 150)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: reversing a credit always lowers growth; the "
-    "entry does not record counts_for_growth (needs a column)",
-)
 def test_reversing_a_credit_that_did_not_count_for_growth_leaves_growth(db, clock):
     tenant = make_tenant(db)
     member = make_member(db, tenant)

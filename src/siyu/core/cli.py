@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -34,7 +35,8 @@ def fail(as_json: bool, code: str, message: str) -> None:
     if as_json:
         sys.stdout.write(json.dumps({"code": code, "message": message}, ensure_ascii=False) + "\n")
     else:
-        err_console.print(f"[red]error[/red] [{code}]: {message}", markup=True, highlight=False)
+        # escape(): "[points.insufficient]" would otherwise be read as Rich markup and vanish.
+        err_console.print(f"[red]error[/red] {escape(f'[{code}]: {message}')}", highlight=False)
     raise typer.Exit(1)
 
 

@@ -80,7 +80,9 @@ def make_engine(url: str, **kw: Any) -> Engine:
         return engine
     kw.setdefault("pool_size", 10)
     kw.setdefault("max_overflow", 20)
-    kw.setdefault("pool_pre_ping", True)
+    # No pre-ping (a round trip per transaction); a dropped connection is discarded on its
+    # error and connections are recycled before servers' idle timeouts.
+    kw.setdefault("pool_recycle", 1800)
     return create_engine(url, **kw)
 
 

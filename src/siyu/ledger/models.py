@@ -67,6 +67,8 @@ class JournalEntry(Base):
     actor_id: Mapped[str] = mapped_column(String(64), default="")
     idempotency_key: Mapped[str] = mapped_column(String(200))
     reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
+    # Whether a credit raised the member's growth (reversing it must lower growth only then).
+    counts_for_growth: Mapped[bool] = mapped_column(default=True)
     # Points of this entry already undone by reversals (a reversal may be partial).
     reversed_points: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)

@@ -9,8 +9,13 @@ Guarantees (tested as properties in tests/ledger):
 
 Concurrency: every write locks the member's wallet row first (``SELECT … FOR UPDATE``; SQLite
 serialises writers with ``BEGIN IMMEDIATE``), so lots and balance of one member change under
-one lock. Entries claim their idempotency key by inserting it inside a SAVEPOINT: a concurrent
-duplicate blocks on the unique index and, once the first commits, gets the first entry back.
+one lock. Entries claim their idempotency key with ``INSERT … ON CONFLICT DO NOTHING``: a
+concurrent duplicate blocks on the unique index and, once the first commits, gets the first
+entry back.
+
+Grants and spends (the hot paths) take few round trips: one locking read that also brings the
+tenant's policy and the system account, one INSERT … RETURNING for the entry, bulk inserts
+without RETURNING for postings, lots and movements, one conditional UPDATE of the wallet.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -198,16 +203,6 @@ def _replay_reversal(entry: m.JournalEntry, *, entry_id: int, points: int | None
     return entry
 
 
-def _claim_key(db: Session, entry: m.JournalEntry) -> m.JournalEntry | None:
-    """Insert ``entry``; None if the key was taken meanwhile (the caller replays it)."""
-    try:
-        with db.begin_nested():
-            db.add(entry)
-    except IntegrityError:
-        return None
-    return entry
-
-
 def _post(db: Session, entry: m.JournalEntry, lines: list[tuple[m.Account, int]]) -> None:
     assert sum(amount for _, amount in lines) == 0, "postings must balance"
     db.add_all(
@@ -256,43 +251,106 @@ def _new_entry(
         actor_id=actor.id,
         idempotency_key=key,
         reverses_id=reverses_id,
+        reversed_points=0,
+        counts_for_growth=True,
         created_at=clock.now(),
     )
 
 
-def _take_from_lots(
-    db: Session,
-    wallet: m.Account,
-    entry: m.JournalEntry,
-    points: int,
-    *,
-    first_lot_id: int | None = None,
-) -> None:
-    """Consume ``points`` from unexpired lots, earliest expiry first (``first_lot_id`` first)."""
-    now = clock.now()
-    lots = db.scalars(
-        select(m.Lot)
-        .where(
-            m.Lot.account_id == wallet.id,
-            m.Lot.remaining > 0,
-            or_(m.Lot.expires_at.is_(None), m.Lot.expires_at > now),
-        )
-        .order_by((m.Lot.id != (first_lot_id or 0)), m.Lot.expires_at.asc().nulls_last(), m.Lot.id)
+def _insert(db: Session) -> Any:
+    """The dialect's INSERT, for ``ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL)."""
+    if db.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
+@dataclass
+class _Locked:
+    wallet: m.Account
+    timezone: str
+    settings: dict[str, Any]
+    system_account_id: int
+
+
+def _lock_for_posting(db: Session, tenant_id: int, member_id: int, system_kind: str) -> _Locked:
+    """Lock the wallet and read, in the same round trip, what a posting needs besides it:
+    the tenant's expiry policy and the id of the system account on the other side."""
+    system_id = (
+        select(m.Account.id)
+        .where(m.Account.tenant_id == tenant_id, m.Account.code == system_kind)
+        .scalar_subquery()
     )
-    left = points
-    for lot in lots:
-        take = min(lot.remaining, left)
-        lot.remaining -= take
-        db.add(
-            m.LotMovement(
-                tenant_id=wallet.tenant_id, entry_id=entry.id, lot_id=lot.id, points=-take
-            )
-        )
-        left -= take
-        if not left:
-            break
-    if left:  # the balance said yes but the lots disagree: refuse rather than corrupt
-        raise InsufficientPoints(balance=points - left, wanted=points)
+    q = (
+        select(m.Account, Tenant.timezone, Tenant.settings, system_id)
+        .join(Tenant, Tenant.id == m.Account.tenant_id)
+        .where(m.Account.tenant_id == tenant_id, m.Account.code == f"wallet:{member_id}")
+        .with_for_update(of=m.Account)  # the subquery's system row is read, never locked
+        .execution_options(populate_existing=True)
+    )
+    row = db.execute(q).first()
+    if row is None:  # no wallet yet (or no such member: that raises MemberNotFound)
+        _wallet(db, tenant_id, member_id, lock=True)
+        row = db.execute(q).first()
+        assert row is not None
+    wallet, tz, settings, sys_id = row
+    if sys_id is None:
+        sys_id = _system_account(db, tenant_id, system_kind).id
+    return _Locked(wallet, tz, settings or {}, int(sys_id))
+
+
+def _claim(db: Session, entry: m.JournalEntry) -> m.JournalEntry | None:
+    """Insert ``entry`` unless its key is taken (then None: the caller replays the holder).
+
+    One statement, no SAVEPOINT: on PostgreSQL a concurrent insert of the same key makes this
+    wait for that transaction and then do nothing if it committed."""
+    values = {
+        c.key: getattr(entry, c.key) for c in m.JournalEntry.__table__.columns if c.key != "id"
+    }
+    stmt = (
+        _insert(db)(m.JournalEntry)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+        .returning(m.JournalEntry)
+    )
+    return db.scalars(stmt, execution_options={"populate_existing": True}).first()
+
+
+def _post_fast(db: Session, entry: m.JournalEntry, locked: _Locked, *, growth: int = 0) -> None:
+    """Postings for a wallet entry against one system account, and the wallet's new balance.
+
+    Bulk statements without RETURNING; the wallet row (locked) is mirrored in the session."""
+    wallet = locked.wallet
+    db.execute(
+        insert(m.Posting),
+        [
+            {
+                "tenant_id": entry.tenant_id,
+                "entry_id": entry.id,
+                "account_id": wallet.id,
+                "amount": entry.points,
+            },
+            {
+                "tenant_id": entry.tenant_id,
+                "entry_id": entry.id,
+                "account_id": locked.system_account_id,
+                "amount": -entry.points,
+            },
+        ],
+    )
+    result = db.execute(
+        update(m.Account)
+        .where(m.Account.id == wallet.id, m.Account.balance + entry.points >= 0)
+        .values(balance=m.Account.balance + entry.points, growth=m.Account.growth + growth)
+        .execution_options(synchronize_session=False)
+    )
+    if not cast("CursorResult[Any]", result).rowcount:
+        raise InsufficientPoints(balance=wallet.balance, wanted=-entry.points)
+    set_committed_value(wallet, "balance", wallet.balance + entry.points)
+    set_committed_value(wallet, "growth", wallet.growth + growth)
 
 
 def grant(
@@ -317,13 +375,13 @@ def grant(
     _check_points(points)
     _check_reason(reason)
     _check_key(idempotency_key)
-    if (found := _existing(db, tenant_id, idempotency_key)) is not None:
-        return _replay(found, member_id=member_id, kind=m.CREDIT, points=points)
-    # After the replay: a retry must get its entry even once its explicit expiry has passed.
     now = clock.now()
     if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
+        # A retry must still get its entry once its explicit expiry has passed.
+        if (found := _existing(db, tenant_id, idempotency_key)) is not None:
+            return _replay(found, member_id=member_id, kind=m.CREDIT, points=points)
         raise InvalidExpiry()
-    wallet = _wallet(db, tenant_id, member_id, lock=True)
+    locked = _lock_for_posting(db, tenant_id, member_id, m.ISSUANCE)
     entry = _new_entry(
         tenant_id=tenant_id,
         member_id=member_id,
@@ -335,28 +393,31 @@ def grant(
         memo=memo,
         reference=reference,
     )
-    if _claim_key(db, entry) is None:
+    entry.counts_for_growth = counts_for_growth
+    claimed = _claim(db, entry)
+    if claimed is None:
         found = _existing(db, tenant_id, idempotency_key)
         assert found is not None
         return _replay(found, member_id=member_id, kind=m.CREDIT, points=points)
     if expires_at is None:
-        expires_at = default_expiry(db, tenant_id=tenant_id, earned_at=now)
-    _post(db, entry, [(wallet, points), (_system_account(db, tenant_id, m.ISSUANCE), -points)])
-    db.add(
-        m.Lot(
-            tenant_id=tenant_id,
-            account_id=wallet.id,
-            entry_id=entry.id,
-            points=points,
-            remaining=points,
-            expires_at=expires_at,
-            created_at=now,
-        )
+        expires_at = expiry_for(locked.settings.get("points_expiry") or {}, locked.timezone, now)
+    _post_fast(db, claimed, locked, growth=points if counts_for_growth else 0)
+    db.execute(
+        insert(m.Lot),
+        [
+            {
+                "tenant_id": tenant_id,
+                "account_id": locked.wallet.id,
+                "entry_id": claimed.id,
+                "points": points,
+                "remaining": points,
+                "expired": 0,
+                "expires_at": expires_at,
+                "created_at": now,
+            }
+        ],
     )
-    if counts_for_growth:
-        wallet.growth += points
-    db.flush()
-    return entry
+    return claimed
 
 
 def spend(
@@ -375,16 +436,24 @@ def spend(
     _check_points(points)
     _check_reason(reason)
     _check_key(idempotency_key)
-    if (found := _existing(db, tenant_id, idempotency_key)) is not None:
-        return _replay(found, member_id=member_id, kind=m.DEBIT, points=-points)
-    wallet = _wallet(db, tenant_id, member_id, lock=True)
-    # A request with this key may have committed while we waited for the lock (PostgreSQL):
-    # replay it, rather than judge the balance it already spent and answer insufficient.
-    if (found := _existing(db, tenant_id, idempotency_key)) is not None:
-        return _replay(found, member_id=member_id, kind=m.DEBIT, points=-points)
-    _expire_wallet(db, wallet)
+    locked = _lock_for_posting(db, tenant_id, member_id, m.REDEMPTION)
+    wallet = locked.wallet
+    now = clock.now()
+    lots = _open_lots(db, wallet)
+    if any(lot.expires_at is not None and lot.expires_at <= now for lot in lots):
+        # Rare (the periodic job usually got there first). A replay must change nothing, so
+        # look for the key before posting the expiry.
+        if (found := _existing(db, tenant_id, idempotency_key)) is not None:
+            return _replay(found, member_id=member_id, kind=m.DEBIT, points=-points)
+        _expire_wallet(db, wallet)
+        lots = _open_lots(db, wallet)
     if wallet.balance < points:
+        # A request with this key may have committed while we waited for the lock: replay it
+        # rather than judge the balance it already spent.
+        if (found := _existing(db, tenant_id, idempotency_key)) is not None:
+            return _replay(found, member_id=member_id, kind=m.DEBIT, points=-points)
         raise InsufficientPoints(balance=wallet.balance, wanted=points)
+    takes = _plan_takes(lots, points)
     entry = _new_entry(
         tenant_id=tenant_id,
         member_id=member_id,
@@ -396,16 +465,61 @@ def spend(
         memo=memo,
         reference=reference,
     )
-    if _claim_key(db, entry) is None:
+    claimed = _claim(db, entry)
+    if claimed is None:
         found = _existing(db, tenant_id, idempotency_key)
         assert found is not None
         return _replay(found, member_id=member_id, kind=m.DEBIT, points=-points)
-    with db.begin_nested():  # an unexpected shortfall leaves no half-posted entry behind
-        _take_from_lots(db, wallet, entry, points)
-        _post(
-            db, entry, [(wallet, -points), (_system_account(db, tenant_id, m.REDEMPTION), points)]
+    _apply_takes(db, wallet, claimed, takes)
+    _post_fast(db, claimed, locked)
+    return claimed
+
+
+def _open_lots(db: Session, wallet: m.Account) -> list[m.Lot]:
+    """The wallet's lots with points left, in spending order: earliest expiry first,
+    never-expiring last. Call with the wallet locked."""
+    return list(
+        db.scalars(
+            select(m.Lot)
+            .where(m.Lot.account_id == wallet.id, m.Lot.remaining > 0)
+            .order_by(m.Lot.expires_at.asc().nulls_last(), m.Lot.id)
+            .execution_options(populate_existing=True)
         )
-    return entry
+    )
+
+
+def _plan_takes(lots: list[m.Lot], points: int) -> list[tuple[m.Lot, int]]:
+    """How much to take from which lot, before anything is written."""
+    takes: list[tuple[m.Lot, int]] = []
+    left = points
+    for lot in lots:
+        if not left:
+            break
+        take = min(lot.remaining, left)
+        takes.append((lot, take))
+        left -= take
+    if left:  # the balance said yes but the lots disagree: refuse rather than corrupt
+        raise InsufficientPoints(balance=points - left, wanted=points)
+    return takes
+
+
+def _apply_takes(
+    db: Session, wallet: m.Account, entry: m.JournalEntry, takes: list[tuple[m.Lot, int]]
+) -> None:
+    # Absolute values are safe: lots change only under their wallet's lock, which we hold.
+    db.execute(
+        update(m.Lot),
+        [{"id": lot.id, "remaining": lot.remaining - take} for lot, take in takes],
+    )
+    db.execute(
+        insert(m.LotMovement),
+        [
+            {"tenant_id": wallet.tenant_id, "entry_id": entry.id, "lot_id": lot.id, "points": -take}
+            for lot, take in takes
+        ],
+    )
+    for lot, take in takes:
+        set_committed_value(lot, "remaining", lot.remaining - take)
 
 
 def reverse(
@@ -447,31 +561,40 @@ def reverse(
     _expire_wallet(db, wallet)
     if original.kind == m.CREDIT and wallet.balance < wanted:
         raise InsufficientPoints(balance=wallet.balance, wanted=wanted)
+    takes: list[tuple[m.Lot, int]] = []
+    if original.kind == m.CREDIT:
+        lots = _open_lots(db, wallet)
+        lots.sort(key=lambda lot: lot.entry_id != original.id)  # its own lot first (stable)
+        takes = _plan_takes(lots, wanted)
     sign = -1 if original.kind == m.CREDIT else 1
-    entry = _new_entry(
-        tenant_id=tenant_id,
-        member_id=original.member_id,
-        kind=m.REVERSAL,
-        points=sign * wanted,
-        reason=reason,
-        key=idempotency_key,
-        actor=actor,
-        memo=memo,
-        reference=f"entry:{original.id}",
-        reverses_id=original.id,
+    claimed = _claim(
+        db,
+        _new_entry(
+            tenant_id=tenant_id,
+            member_id=original.member_id,
+            kind=m.REVERSAL,
+            points=sign * wanted,
+            reason=reason,
+            key=idempotency_key,
+            actor=actor,
+            memo=memo,
+            reference=f"entry:{original.id}",
+            reverses_id=original.id,
+        ),
     )
-    if _claim_key(db, entry) is None:
+    if claimed is None:
         found = _existing(db, tenant_id, idempotency_key)
         assert found is not None
         return _replay_reversal(found, entry_id=entry_id, points=points)
+    entry = claimed
     with db.begin_nested():
         if original.kind == m.CREDIT:
-            own_lot = db.scalar(select(m.Lot.id).where(m.Lot.entry_id == original.id))
-            _take_from_lots(db, wallet, entry, wanted, first_lot_id=own_lot)
+            _apply_takes(db, wallet, entry, takes)
             _post(
                 db, entry, [(wallet, -wanted), (_system_account(db, tenant_id, m.ISSUANCE), wanted)]
             )
-            wallet.growth = max(0, wallet.growth - wanted)
+            if original.counts_for_growth:
+                wallet.growth = max(0, wallet.growth - wanted)
         else:
             _return_to_lots(db, wallet, original, entry, wanted)
             _post(
