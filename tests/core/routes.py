@@ -32,6 +32,8 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/api/v1/auth/tokens"): Call(
         json={"tenant": "no-such-anchor", "username": "nobody", "password": "wrong"}, public=True
     ),
+    ("GET", "/api/v1/auth/tokens"): Call(),
+    ("DELETE", "/api/v1/auth/tokens/{token_id}"): Call(),
     ("GET", "/api/v1/tenant"): Call(),
     ("PATCH", "/api/v1/tenant/settings"): Call(json={"brand_color": "#123456"}),
     ("GET", "/api/v1/operators"): Call(),

@@ -78,7 +78,9 @@ def world(db) -> World:
     )
     ea = grant(db, ma, 1000)
 
-    make_operator(db, b, username="b-boss")
+    spare = tenants.issue_token(db, operator=owner, name="spare")  # revocable by the walk
+    b_boss = make_operator(db, b, username="b-boss")
+    b_token = tenants.issue_token(db, operator=b_boss)
     mb = make_member(db, b, nickname="乙方粉丝", openid="o-tenant-b", tags=["乙方标签"])
     members.bind_account(
         db, tenant_id=b.id, member_id=mb.id, platform="taobao", account="tb-tenant-b"
@@ -89,8 +91,20 @@ def world(db) -> World:
     return World(
         a=a,
         b=b,
-        a_values={"member_id": ma.id, "entry_id": ea.id, "platform": "taobao", "slug": a.slug},
-        b_values={"member_id": mb.id, "entry_id": eb.id, "platform": "taobao", "slug": b.slug},
+        a_values={
+            "member_id": ma.id,
+            "entry_id": ea.id,
+            "platform": "taobao",
+            "slug": a.slug,
+            "token_id": spare.token.id,
+        },
+        b_values={
+            "member_id": mb.id,
+            "entry_id": eb.id,
+            "platform": "taobao",
+            "slug": b.slug,
+            "token_id": b_token.token.id,
+        },
         operator_headers=token_headers(db, owner),
         member_headers=member_headers(ma),
         owner_username="a-boss",
@@ -253,7 +267,9 @@ def lone(db) -> dict[str, Any]:
     tenant = make_tenant(db)
     member = make_member(db, tenant)
     entry = grant(db, member, 100)
+    token = tenants.issue_token(db, operator=make_operator(db, tenant))
     return {
+        "token_id": token.token.id,
         "member_id": member.id,
         "entry_id": entry.id,
         "platform": "taobao",

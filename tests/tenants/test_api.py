@@ -108,14 +108,46 @@ def test_deactivated_operator_cannot_sign_in_and_loses_tokens(db, client):
 
 def test_revoked_token_is_refused(db, client):
     tenant = make_tenant(db)
-    op = make_operator(db, tenant)
+    op = make_operator(db, tenant, role="analyst")
     issued = tenants.issue_token(db, operator=op)
-    tenants.revoke_token(db, tenant_id=tenant.id, token_id=issued.token.id)
+    auth = {"Authorization": f"Bearer {issued.secret}"}
+    listed = client.get("/api/v1/auth/tokens", headers=auth)
+    assert [t["id"] for t in listed.json()] == [issued.token.id]
+    assert listed.json()[0]["prefix"] == issued.secret[:12]
+    assert "secret" not in listed.text
+    assert issued.secret not in listed.text
 
-    resp = client.get("/api/v1/tenant", headers={"Authorization": f"Bearer {issued.secret}"})
+    revoked = client.delete(f"/api/v1/auth/tokens/{issued.token.id}", headers=auth)
+    assert revoked.status_code == 204
 
+    resp = client.get("/api/v1/tenant", headers=auth)
     assert resp.status_code == 401
     assert resp.json()["code"] == "auth.invalid_token"
+
+
+def test_only_an_owner_revokes_another_operators_token(db, client):
+    tenant = make_tenant(db)
+    owner, analyst = make_operator(db, tenant), make_operator(db, tenant, role="analyst")
+    theirs = tenants.issue_token(db, operator=analyst)
+    mine = token_headers(db, make_operator(db, tenant, role="operator"))
+
+    refused = client.delete(f"/api/v1/auth/tokens/{theirs.token.id}", headers=mine)
+    assert refused.status_code == 404
+    assert (
+        client.get(
+            "/api/v1/tenant", headers={"Authorization": f"Bearer {theirs.secret}"}
+        ).status_code
+        == 200
+    )
+
+    done = client.delete(f"/api/v1/auth/tokens/{theirs.token.id}", headers=token_headers(db, owner))
+    assert done.status_code == 204
+    assert (
+        client.get(
+            "/api/v1/tenant", headers={"Authorization": f"Bearer {theirs.secret}"}
+        ).status_code
+        == 401
+    )
 
 
 @pytest.mark.parametrize(

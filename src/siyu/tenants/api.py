@@ -4,12 +4,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter
 
-from siyu.core.errors import BadCredentials, Forbidden
+from siyu.core.errors import BadCredentials, Forbidden, NotFound
 from siyu.core.web import DbSession, TxRoute, problems, requires
 from siyu.tenants import service
 from siyu.tenants.errors import InvalidOperator, InvalidTenant, OperatorExists
 from siyu.tenants.models import Operator, Tenant
 from siyu.tenants.schemas import (
+    ApiTokenRead,
     OperatorCreate,
     OperatorRead,
     TenantRead,
@@ -53,6 +54,22 @@ def create_token(body: TokenCreate, db: DbSession) -> TokenRead:
         expires_at=issued.token.expires_at,
         operator=OperatorRead.model_validate(op),
     )
+
+
+@router.get("/auth/tokens", responses=problems(Forbidden))
+def list_tokens(
+    op: Annotated[Operator, requires("tenant.read")], db: DbSession
+) -> list[ApiTokenRead]:
+    """Your API tokens (secrets are shown once, at creation; here only their prefix)."""
+    return [ApiTokenRead.model_validate(t) for t in service.list_tokens(db, operator=op)]
+
+
+@router.delete("/auth/tokens/{token_id}", status_code=204, responses=problems(Forbidden, NotFound))
+def revoke_token(
+    token_id: int, op: Annotated[Operator, requires("tenant.read")], db: DbSession
+) -> None:
+    """Revoke a token at once (owners may revoke any token of the tenant)."""
+    service.revoke_token(db, operator=op, token_id=token_id)
 
 
 @router.get("/tenant", responses=problems(Forbidden))

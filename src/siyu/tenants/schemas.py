@@ -34,6 +34,17 @@ class TokenRead(BaseModel):
     operator: OperatorRead
 
 
+class ApiTokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str = Field(description="The first characters of the secret, to recognise it by")
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
 class OperatorCreate(BaseModel):
     username: str = Field(min_length=2, max_length=64)
     password: str = Field(min_length=8, max_length=200)

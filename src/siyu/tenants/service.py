@@ -236,11 +236,25 @@ def operator_for_token(db: Session, *, secret: str) -> Operator:
     return op
 
 
-def revoke_token(db: Session, *, tenant_id: int, token_id: int) -> None:
-    token = db.scalar(
-        select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == tenant_id)
+def list_tokens(db: Session, *, operator: Operator) -> list[ApiToken]:
+    """The operator's own tokens, newest first (secrets are never stored, only prefixes)."""
+    return list(
+        db.scalars(
+            select(ApiToken)
+            .where(ApiToken.tenant_id == operator.tenant_id, ApiToken.operator_id == operator.id)
+            .order_by(ApiToken.id.desc())
+        )
     )
+
+
+def revoke_token(db: Session, *, operator: Operator, token_id: int) -> ApiToken:
+    """Revoke one of the operator's tokens (an owner: any token of the tenant). Idempotent."""
+    q = select(ApiToken).where(ApiToken.id == token_id, ApiToken.tenant_id == operator.tenant_id)
+    if not can(operator.role, "operators.manage"):
+        q = q.where(ApiToken.operator_id == operator.id)
+    token = db.scalar(q)
     if token is None:
         raise NotFound(resource=f"token {token_id}")
     token.revoked_at = token.revoked_at or clock.now()
     db.flush()
+    return token
