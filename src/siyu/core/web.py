@@ -210,10 +210,27 @@ def render_error(request: Request, err: SiyuError) -> Response:
         slug = request.path_params.get("slug")
         if slug:
             return RedirectResponse(f"/m/{slug}/login", status_code=303)
-    template = "admin/error.html" if request.url.path.startswith("/admin") else "m/error.html"
-    return render(
-        request, template, status_code=err.status, err=err, slug=request.path_params.get("slug", "")
-    )
+    ctx: dict[str, Any] = {"err": err, "slug": request.path_params.get("slug", "")}
+    if request.url.path.startswith("/admin"):
+        ctx.update(_signed_in_operator(request))
+        return render(request, "admin/error.html", status_code=err.status, **ctx)
+    return render(request, "m/error.html", status_code=err.status, **ctx)
+
+
+def _signed_in_operator(request: Request) -> dict[str, Any]:
+    """The console header's operator and tenant on an error page, when someone is signed in."""
+    from siyu.tenants.models import Operator, Tenant
+
+    db: Session | None = getattr(request.state, "db", None)
+    session = request.scope.get("session") or {}
+    if db is None or not session.get("operator_id"):
+        return {}
+    try:
+        op = db.get(Operator, session["operator_id"])
+        tenant = db.get(Tenant, op.tenant_id) if op else None
+    except Exception:  # noqa: BLE001 - an error page must render even if the database is down
+        return {}
+    return {"op": op, "tenant": tenant} if op and tenant else {}
 
 
 # --- CSRF (pages) -----------------------------------------------------------------------------
