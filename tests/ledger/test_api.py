@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from siyu.ledger import models as m
+from siyu.ledger import service as ledger
 from tests.factories import (
     grant,
     make_member,
@@ -477,4 +478,10 @@ def test_member_reads_own_balance_and_entries(db, client, clock, shop):
     ).json()
     assert [(e["kind"], e["points"]) for e in rest["items"]] == [("credit", 200)]
     assert rest["next_before_id"] is None
-    assert all(e["member_id"] == member.id for e in page["items"] + rest["items"])
+    mine_ids = {
+        e.id
+        for e in ledger.list_entries(db, tenant_id=member.tenant_id, member_id=member.id, limit=10)
+    }
+    assert {e["id"] for e in page["items"] + rest["items"]} == mine_ids
+    # Members see their entries, not the ledger's internals.
+    assert not {"idempotency_key", "actor_id", "actor_type"} & set(page["items"][0])

@@ -24,6 +24,8 @@ from siyu.ledger.schemas import (
     EntryRead,
     ExpiringRead,
     GrantIn,
+    MemberEntryPage,
+    MemberEntryRead,
     ReverseIn,
     SpendIn,
     VerifyRead,
@@ -62,9 +64,7 @@ def last_day(expires_at: dt.datetime, tz: str) -> dt.date:
 
 def entry_page(entries: list[object], limit: int) -> EntryPage:
     items = [EntryRead.model_validate(e) for e in entries]
-    return EntryPage(
-        items=items, next_before_id=items[-1].id if len(items) == limit and items else None
-    )
+    return EntryPage(items=items, next_before_id=items[-1].id if len(items) == limit else None)
 
 
 @router.get("/members/{member_id}/points", responses=problems(Forbidden, MemberNotFound))
@@ -216,8 +216,11 @@ def my_entries(
     member: CurrentMember,
     before_id: int | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> EntryPage:
+) -> MemberEntryPage:
     entries = service.list_entries(
         db, tenant_id=member.tenant_id, member_id=member.id, before_id=before_id, limit=limit
     )
-    return entry_page(list(entries), limit)
+    items = [MemberEntryRead.model_validate(e) for e in entries]
+    return MemberEntryPage(
+        items=items, next_before_id=items[-1].id if len(items) == limit else None
+    )

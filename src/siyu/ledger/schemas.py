@@ -59,6 +59,25 @@ class EntryPage(BaseModel):
     next_before_id: int | None
 
 
+class MemberEntryRead(BaseModel):
+    """An entry as its member sees it: no idempotency key, no operator ids."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    points: int
+    reason: str
+    memo: str
+    reverses_id: int | None
+    created_at: dt.datetime
+
+
+class MemberEntryPage(BaseModel):
+    items: list[MemberEntryRead]
+    next_before_id: int | None
+
+
 class ExpiringRead(BaseModel):
     expires_at: dt.datetime
     expires_on: dt.date = Field(description="Last day the points can be used, tenant time")

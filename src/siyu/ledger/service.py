@@ -169,7 +169,9 @@ _RESERVED_KEY_PREFIXES = ("expire:",)
 
 def _check_key(key: str) -> None:
     if not key or len(key) > 200 or key.startswith(_RESERVED_KEY_PREFIXES):
-        raise InvalidField(field="idempotency_key", problem=_("1–200 characters"))
+        raise InvalidField(
+            field="idempotency_key", problem=_("1–200 characters, not starting with expire:")
+        )
 
 
 # --- posting ----------------------------------------------------------------------------------
@@ -880,7 +882,11 @@ def verify(db: Session, *, tenant_id: int) -> VerifyReport:
             .group_by(m.Lot.account_id)
         ).all()
     )
-    accounts = db.scalars(select(m.Account).where(m.Account.tenant_id == tenant_id)).all()
+    accounts = db.scalars(
+        select(m.Account)
+        .where(m.Account.tenant_id == tenant_id)
+        .execution_options(populate_existing=True)  # compare with the rows, not the session
+    ).all()
     for acc in accounts:
         if acc.kind != m.WALLET:
             continue
