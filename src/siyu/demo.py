@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from siyu.core import clock
 from siyu.ledger import service as ledger
 from siyu.members import service as members
 from siyu.tenants import service as tenants
@@ -71,6 +73,20 @@ def seed(db: Session) -> dict[str, Any]:
                 idempotency_key=f"demo:spend:{openid}",
                 actor=ledger.CLI,
             )
+    # A lot that expires soon, so the member center shows its "points expire on …" notice.
+    first = members.find_by_openid(db, tenant_id=tenant.id, openid=FANS[0][0])
+    assert first is not None
+    ledger.grant(
+        db,
+        tenant_id=tenant.id,
+        member_id=first.id,
+        points=120,
+        reason="checkin",
+        memo="连续签到7天奖励",
+        idempotency_key=f"demo:checkin:{FANS[0][0]}",
+        actor=ledger.JOB,
+        expires_at=clock.now() + dt.timedelta(days=20),
+    )
     return {
         "tenant": SLUG,
         "tenant_id": tenant.id,

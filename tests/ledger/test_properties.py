@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 from typing import Any
 
 import pytest
@@ -407,7 +408,7 @@ def test_ledger_invariants_hold_for_random_operations(engine, clock):
         # No shrinking: against a database it can take minutes, beyond the suite's timeout;
         # a failure prints its (at most 30) steps, which read well enough unshrunk.
         settings=settings(
-            max_examples=40,
+            max_examples=int(os.environ.get("SIYU_HYPOTHESIS_EXAMPLES", "40")),
             stateful_step_count=30,
             deadline=None,
             phases=[Phase.explicit, Phase.reuse, Phase.generate],
