@@ -77,6 +77,12 @@ CALLS: dict[tuple[str, str], Call] = {
         form={"tenant": "no-such-anchor", "username": "nobody", "password": "wrong"}, public=True
     ),
     ("POST", "/admin/logout"): Call(form={}, public=True),
+    ("GET", "/admin/settings"): Call(),
+    ("POST", "/admin/settings/expiry"): Call(form={"kind": "days", "amount": "30"}),
+    ("POST", "/admin/settings/tiers"): Call(form={"name": "粉丝", "min_growth": "0"}),
+    ("POST", "/admin/operators"): Call(
+        form={"username": "walker", "role": "analyst", "password": "walker-password"}
+    ),
     ("GET", "/admin/members"): Call(),
     ("GET", "/admin/members/{member_id}"): Call(),
     ("POST", "/admin/members/{member_id}/adjust"): Call(
