@@ -806,13 +806,14 @@ def list_entries(
     return list(db.scalars(q.order_by(m.JournalEntry.id.desc()).limit(max(1, min(limit, 200)))))
 
 
-def growth_of(db: Session, *, tenant_id: int, member_ids: list[int]) -> dict[int, int]:
+def wallets_of(db: Session, *, tenant_id: int, member_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(balance, growth) of many members in one query (member lists, tier badges)."""
     rows = db.execute(
-        select(m.Account.member_id, m.Account.growth).where(
+        select(m.Account.member_id, m.Account.balance, m.Account.growth).where(
             m.Account.tenant_id == tenant_id, m.Account.member_id.in_(member_ids)
         )
     ).all()
-    return {int(mid): int(g) for mid, g in rows if mid is not None}
+    return {int(mid): (int(b), int(g)) for mid, b, g in rows if mid is not None}
 
 
 # --- verification -----------------------------------------------------------------------------

@@ -44,12 +44,11 @@ def member_list(
         cursor=cursor or None,
         limit=20,
     )
-    growth = ledger.growth_of(db, tenant_id=op.tenant_id, member_ids=[m.id for m in page.items])
-    rows = [(m, service.tier_for(tiers, growth.get(m.id, 0)).tier.name) for m in page.items]
-    balances = {
-        m.id: ledger.get_balance(db, tenant_id=op.tenant_id, member_id=m.id).balance
-        for m in page.items
-    }
+    wallets = ledger.wallets_of(db, tenant_id=op.tenant_id, member_ids=[m.id for m in page.items])
+    rows = [
+        (m, service.tier_for(tiers, wallets.get(m.id, (0, 0))[1]).tier.name) for m in page.items
+    ]
+    balances = {m.id: wallets.get(m.id, (0, 0))[0] for m in page.items}
     return render(
         request,
         "admin/members.html",

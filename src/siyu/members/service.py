@@ -368,7 +368,9 @@ def tier_for(tiers: list[Tier], growth: int) -> TierProgress:
 
 def tier_progress(db: Session, *, tenant_id: int, member_id: int) -> TierProgress:
     get_member(db, tenant_id=tenant_id, member_id=member_id)
-    growth = ledger.growth_of(db, tenant_id=tenant_id, member_ids=[member_id]).get(member_id, 0)
+    _, growth = ledger.wallets_of(db, tenant_id=tenant_id, member_ids=[member_id]).get(
+        member_id, (0, 0)
+    )
     return tier_for(list_tiers(db, tenant_id=tenant_id), growth)
 
 
