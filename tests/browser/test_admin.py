@@ -130,6 +130,22 @@ def test_operator_finds_members_by_nickname_taobao_nick_and_tag(new_page: PageFa
     expect(page.get_by_text("No members match.")).to_be_visible()
 
 
+def test_member_list_follows_typing_without_a_page_load(new_page: PageFactory, shop: Shop):
+    page = new_page()
+    sign_in(page, shop.slug, shop.owner)
+    page.evaluate("window.__same_document = true")  # gone if the page reloads
+
+    page.get_by_role("searchbox", name="Search").press_sequentially("咪咪")
+
+    expect(member_links(page)).to_have_text(["咪咪酱"])
+    expect(page.get_by_role("heading", name="Members")).to_contain_text("1 in total")
+    expect(page).to_have_url(re.compile(r"q=%E5%92%AA%E5%92%AA|q=咪咪"))
+    assert page.evaluate("window.__same_document") is True
+    page.get_by_role("combobox", name="Tag").select_option("双11")
+    expect(page.get_by_text("No members match.")).to_be_visible()
+    assert page.evaluate("window.__same_document") is True
+
+
 def test_searching_the_full_taobao_nick_with_an_underscore_finds_the_member(
     new_page: PageFactory, shop: Shop
 ):
