@@ -75,6 +75,39 @@ def tenant_create(
     emit(as_json, out, f"tenant {slug} created (id {out['id']})")
 
 
+@tenant_app.command("wechat")
+def tenant_wechat(
+    slug: str,
+    appid: Annotated[str, typer.Option("--appid", help="Mini-program AppID (wx…)")],
+    secret: Annotated[
+        str, typer.Option("--secret", prompt=True, hide_input=True, help="AppSecret")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Set the tenant's mini-program credentials (members then sign in with WeChat)."""
+    from pydantic import ValidationError
+
+    from siyu.tenants import service as tenants
+    from siyu.tenants.schemas import WechatCredentials
+
+    try:
+        creds = WechatCredentials(appid=appid, secret=secret)
+    except ValidationError as err:
+        fail(
+            as_json, "tenant.invalid", "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in err.errors())
+        )
+        return
+    with command(as_json) as db:
+        tenants.update_settings(
+            db, tenant_id=_tenant_id(db, slug), changes={"wechat": creds.model_dump()}
+        )
+    emit(
+        as_json,
+        {"tenant": slug, "appid": appid, "configured": True},
+        f"WeChat login configured for {slug} ({appid})",
+    )
+
+
 @tenant_app.command("list")
 def tenant_list(as_json: JsonFlag = False) -> None:
     from siyu.tenants import service as tenants

@@ -80,6 +80,9 @@ CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/admin/settings"): Call(),
     ("POST", "/admin/settings/expiry"): Call(form={"kind": "days", "amount": "30"}),
     ("POST", "/admin/settings/tiers"): Call(form={"name": "粉丝", "min_growth": "0"}),
+    ("POST", "/admin/settings/wechat"): Call(
+        form={"appid": "wx0123456789abcdef", "secret": "0123456789abcdef0123"}
+    ),
     ("POST", "/admin/operators"): Call(
         form={"username": "walker", "role": "analyst", "password": "walker-password"}
     ),

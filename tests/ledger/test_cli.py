@@ -285,3 +285,33 @@ def test_ledger_verify_exits_0_when_consistent_and_1_after_tampering(committed, 
     ]
     human = siyu("ledger", "verify", "--tenant", slug, code=1)
     assert "balance_mismatch" in human.stdout
+
+
+def test_tenant_wechat_sets_credentials_and_refuses_a_bad_appid(committed):
+    from siyu.tenants import service as tenants
+    from siyu.tenants.models import Tenant
+
+    siyu("tenant", "create", "wx-anchor", "--name", "微信主播")
+    ok = siyu(
+        "tenant",
+        "wechat",
+        "wx-anchor",
+        "--appid",
+        "wx0123456789abcdef",
+        "--secret",
+        "0123456789abcdef0123",
+        "--json",
+    )
+    assert json.loads(ok.stdout) == {
+        "tenant": "wx-anchor",
+        "appid": "wx0123456789abcdef",
+        "configured": True,
+    }
+    bad = siyu(
+        "tenant", "wechat", "wx-anchor", "--appid", "nope", "--secret", "x" * 20, "--json", code=1
+    )
+    assert json.loads(bad.stdout)["code"] == "tenant.invalid"
+    with committed() as db:
+        tenant = tenants.get_tenant(db, slug="wx-anchor")
+        assert isinstance(tenant, Tenant)
+        assert tenant.settings["wechat"]["appid"] == "wx0123456789abcdef"

@@ -404,3 +404,22 @@ def test_invalid_operator_is_refused(db, client, body, code):
         )
         is None
     )
+
+
+def test_owner_configures_wechat_login_and_never_reads_the_secret_back(db, client):
+    tenant = make_tenant(db)
+    headers = token_headers(db, make_operator(db, tenant))
+    creds = {"appid": "wx0123456789abcdef", "secret": "0123456789abcdef0123456789abcdef"}
+
+    resp = client.patch("/api/v1/tenant/settings", json={"wechat": creds}, headers=headers)
+
+    assert resp.status_code == 200
+    assert resp.json()["settings"]["wechat"] == {"appid": creds["appid"], "configured": True}
+    assert creds["secret"] not in resp.text
+    bad = client.patch(
+        "/api/v1/tenant/settings",
+        headers=headers,
+        json={"wechat": {"appid": "not-an-appid", "secret": creds["secret"]}},
+    )
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "request.invalid"

@@ -147,3 +147,26 @@ def test_analyst_sees_settings_but_cannot_change_them(db, client):
         "/admin/settings/expiry", headers=EN, data={"kind": "never", "csrf_token": csrf}
     )
     assert resp.status_code == 403
+
+
+def test_owner_configures_wechat_login_on_the_settings_page(db, client, owner_session):
+    tenant, csrf = owner_session
+    bad = client.post(
+        "/admin/settings/wechat",
+        headers=EN,
+        data={"appid": "nope", "secret": "short", "csrf_token": csrf},
+    )
+    assert bad.status_code == 422
+    assert "AppID" in bad.text
+    resp = client.post(
+        "/admin/settings/wechat",
+        headers=EN,
+        follow_redirects=False,
+        data={"appid": "wx0123456789abcdef", "secret": "0123456789abcdef0123", "csrf_token": csrf},
+    )
+    assert resp.status_code == 303
+    page = client.get("/admin/settings", headers=EN).text
+    assert "wx0123456789abcdef" in page
+    assert "0123456789abcdef0123" not in page
+    db.expire_all()
+    assert db.get(Tenant, tenant.id).settings["wechat"]["secret"] == "0123456789abcdef0123"

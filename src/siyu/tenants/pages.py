@@ -83,6 +83,7 @@ def _settings_page(
         op=op,
         tenant=tenant,
         policy=tenant.settings.get("points_expiry") or {"kind": "never"},
+        wechat_appid=(tenant.settings.get("wechat") or {}).get("appid", ""),
         tiers=members.list_tiers(db, tenant_id=op.tenant_id),
         operators=service.list_operators(db, tenant_id=op.tenant_id)
         if service.can(op.role, "operators.manage")
@@ -145,6 +146,28 @@ def save_tiers(
         members.set_tiers(db, tenant_id=op.tenant_id, tiers=[(n, int(g)) for n, g in rows])
     except SiyuError as err:
         return _settings_page(request, db, op, error=err.message(), status_code=err.status)
+    return _redirect("saved")
+
+
+@router.post("/admin/settings/wechat", dependencies=[CsrfChecked])
+def save_wechat(
+    request: Request,
+    db: DbSession,
+    op: Annotated[Operator, requires("tenant.manage", page=True)],
+    appid: Annotated[str, Form(max_length=40)] = "",
+    secret: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    from pydantic import ValidationError
+
+    from siyu.core.i18n import gettext as _
+    from siyu.tenants.schemas import WechatCredentials
+
+    try:
+        creds = WechatCredentials(appid=appid.strip(), secret=secret.strip())
+    except ValidationError:
+        error = _("Enter the AppID (wx followed by 16 characters) and the AppSecret")
+        return _settings_page(request, db, op, error=error, status_code=422)
+    service.update_settings(db, tenant_id=op.tenant_id, changes={"wechat": creds.model_dump()})
     return _redirect("saved")
 
 

@@ -66,6 +66,14 @@ class TenantRead(BaseModel):
     settings: dict[str, Any]
 
 
+class WechatCredentials(BaseModel):
+    """The tenant's mini-program credentials; the secret is write-only (never read back)."""
+
+    appid: str = Field(pattern=r"^wx[0-9a-fA-F]{16}$", examples=["wx1234567890abcdef"])
+    secret: str = Field(min_length=16, max_length=64)
+
+
 class TenantSettingsUpdate(BaseModel):
     points_expiry: ExpiryPolicy | None = None
     brand_color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
+    wechat: WechatCredentials | None = None
