@@ -724,19 +724,13 @@ def expire_due(db: Session, *, tenant_id: int, limit: int = 200) -> int:
     return len(account_ids)
 
 
-def default_expiry(db: Session, *, tenant_id: int, earned_at: dt.datetime) -> dt.datetime | None:
-    """When points earned at ``earned_at`` expire under the tenant's policy (None: never).
+def expiry_for(policy: dict[str, object], tz: str, earned_at: dt.datetime) -> dt.datetime | None:
+    """When points earned at ``earned_at`` expire under a tenant policy (None: never).
 
     Policies (tenant ``settings["points_expiry"]``): ``{"kind": "never"}``;
     ``{"kind": "days", "days": N}``; ``{"kind": "year_end", "years": K}`` — earned in year Y
     (tenant-local), expire at the end of 31 December of Y+K, tenant time.
     """
-    tenant = db.get(Tenant, tenant_id)
-    assert tenant is not None
-    return expiry_for(tenant.settings.get("points_expiry") or {}, tenant.timezone, earned_at)
-
-
-def expiry_for(policy: dict[str, object], tz: str, earned_at: dt.datetime) -> dt.datetime | None:
     from zoneinfo import ZoneInfo
 
     kind = policy.get("kind", "never")
