@@ -860,3 +860,34 @@ def test_verify_checks_only_its_tenant(db, clock):
     db.expire_all()
     assert not ledger.verify(db, tenant_id=tenant.id).ok
     assert ledger.verify(db, tenant_id=clean.id).ok
+
+
+def test_postgresql_posts_grants_and_spends_in_one_statement(db, clock):
+    """On PostgreSQL the common case is one server-side call; elsewhere the Python path runs.
+    Either way the result is the same ledger (the rest of this suite runs on both)."""
+    from sqlalchemy import event
+
+    tenant = make_tenant(db)
+    member = make_member(db, tenant)
+    grant(db, member, 10)  # warm up: wallet and accounts exist
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = db.get_bind().engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        grant(db, member, 100)
+        spend(db, member, 30)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    if db.get_bind().dialect.name == "postgresql":
+        assert len(statements) == 2
+        assert "siyu_ledger_grant" in statements[0]
+        assert "siyu_ledger_spend" in statements[1]
+    else:
+        assert not [s for s in statements if "siyu_ledger" in s]
+    db.expire_all()
+    assert ledger.get_balance(db, tenant_id=tenant.id, member_id=member.id).balance == 80
+    assert ledger.verify(db, tenant_id=tenant.id).ok
