@@ -30,8 +30,10 @@ os.environ.update(
         "SIYU_QUEUE_NAME": f"siyu-test-{RUN_ID}",
         "SIYU_DEV_LOGIN": "true",
         "SIYU_EMBEDDED_CONSUMER": "false",
+        "SIYU_PLATFORM_TOKEN": "platform-" + RUN_ID,
     }
 )
+PLATFORM_HEADERS = {"Authorization": "Bearer platform-" + RUN_ID}
 if BACKEND == "postgresql":
     os.environ["SIYU_REDIS_URL"] = REDIS_URL
 else:

@@ -34,6 +34,14 @@ CALLS: dict[tuple[str, str], Call] = {
     ),
     ("GET", "/api/v1/auth/tokens"): Call(),
     ("DELETE", "/api/v1/auth/tokens/{token_id}"): Call(),
+    ("GET", "/api/v1/platform/tenants"): Call(),
+    ("POST", "/api/v1/platform/tenants"): Call(
+        json={
+            "slug": "walker-anchor",
+            "name": "Walker",
+            "owner": {"username": "walker", "password": "walker-pass"},
+        }
+    ),
     ("GET", "/api/v1/tenant"): Call(),
     ("PATCH", "/api/v1/tenant/settings"): Call(json={"brand_color": "#123456"}),
     ("GET", "/api/v1/operators"): Call(),
@@ -142,6 +150,8 @@ def auth_kind(path: str) -> str:
     """Who must be signed in: an operator or a member, by bearer token or page session."""
     if path == "/api/v1/me" or path.startswith("/api/v1/me/"):
         return "member-token"
+    if path.startswith("/api/v1/platform/"):
+        return "platform-token"
     if path.startswith("/api/v1/"):
         return "operator-token"
     if path.startswith("/admin"):

@@ -423,3 +423,47 @@ def test_owner_configures_wechat_login_and_never_reads_the_secret_back(db, clien
     )
     assert bad.status_code == 422
     assert bad.json()["code"] == "request.invalid"
+
+
+def test_platform_admin_creates_a_tenant_whose_owner_can_sign_in(db, client):
+    from tests.conftest import PLATFORM_HEADERS
+
+    body = {
+        "slug": "new-anchor",
+        "name": "新主播",
+        "owner": {"username": "boss", "password": PASSWORD},
+    }
+    resp = client.post("/api/v1/platform/tenants", json=body, headers=PLATFORM_HEADERS)
+    assert resp.status_code == 201
+    assert resp.json()["tenant"]["slug"] == "new-anchor"
+    assert resp.json()["owner"]["role"] == "owner"
+    assert sign_in(client, tenants.get_tenant(db, slug="new-anchor"), "boss").status_code == 201
+    listed = client.get("/api/v1/platform/tenants", headers=PLATFORM_HEADERS).json()
+    assert "new-anchor" in [t["slug"] for t in listed]
+
+    again = client.post("/api/v1/platform/tenants", json=body, headers=PLATFORM_HEADERS)
+    assert again.status_code == 409
+    assert again.json()["code"] == "tenant.exists"
+
+
+def test_platform_api_refuses_operator_tokens_and_bad_slugs(db, client):
+    from tests.conftest import PLATFORM_HEADERS
+
+    tenant = make_tenant(db)
+    as_owner = client.get(
+        "/api/v1/platform/tenants", headers=token_headers(db, make_operator(db, tenant))
+    )
+    assert as_owner.status_code == 401
+    assert as_owner.json()["code"] == "auth.invalid_token"
+    bad = client.post(
+        "/api/v1/platform/tenants",
+        headers=PLATFORM_HEADERS,
+        json={
+            "slug": "Bad Slug!",
+            "name": "x",
+            "owner": {"username": "boss", "password": PASSWORD},
+        },
+    )
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "tenant.invalid"
+    assert tenants.find_tenant(db, slug="Bad Slug!") is None

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/siyu.db"
     redis_url: str | None = None
     secret_key: str = _DEV_SECRET
+    # Bearer token of the platform admin (creates tenants over the API); unset = no such API.
+    platform_token: str | None = None
     bind: str = "127.0.0.1:8000"
     var_dir: Path = Path("./var")
     # Does `siyu serve` run a job consumer in-process? Default: yes unless Redis is configured

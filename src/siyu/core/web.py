@@ -283,6 +283,23 @@ def api_operator(db: DbSession, creds: Credentials = Depends(_operator_bearer)) 
     raise InvalidToken()
 
 
+_platform_bearer = HTTPBearer(
+    scheme_name="PlatformToken",
+    auto_error=False,
+    description="SIYU_PLATFORM_TOKEN of the installation",
+)
+
+
+def platform_admin(creds: Credentials = Depends(_platform_bearer)) -> None:
+    """The installation's operator (manages tenants): the SIYU_PLATFORM_TOKEN bearer."""
+    from siyu.core.settings import get_settings
+
+    if creds is None or not creds.credentials:
+        raise Unauthenticated()
+    if not security.same_token(creds.credentials, get_settings().platform_token):
+        raise InvalidToken()
+
+
 def page_operator(request: Request, db: DbSession) -> Any:
     from siyu.tenants.models import Operator
 

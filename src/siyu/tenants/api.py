@@ -2,17 +2,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from siyu.core.errors import BadCredentials, Forbidden, NotFound
-from siyu.core.web import DbSession, TxRoute, problems, requires
+from siyu.core.web import DbSession, TxRoute, platform_admin, problems, requires
 from siyu.tenants import service
-from siyu.tenants.errors import InvalidOperator, InvalidTenant, OperatorExists
+from siyu.tenants.errors import InvalidOperator, InvalidTenant, OperatorExists, TenantExists
 from siyu.tenants.models import Operator, Tenant
 from siyu.tenants.schemas import (
     ApiTokenRead,
     OperatorCreate,
     OperatorRead,
+    TenantCreate,
+    TenantCreated,
     TenantRead,
     TenantSettingsUpdate,
     TokenCreate,
@@ -89,6 +91,37 @@ def update_tenant_settings(
             k: v for k, v in changes["points_expiry"].items() if v is not None
         }
     return tenant_read(service.update_settings(db, tenant_id=op.tenant_id, changes=changes))
+
+
+@router.get(
+    "/platform/tenants",
+    tags=["platform"],
+    dependencies=[Depends(platform_admin)],
+    responses=problems(),
+)
+def list_tenants(db: DbSession) -> list[TenantRead]:
+    """Every tenant of the installation (platform admin only)."""
+    return [tenant_read(t) for t in service.list_tenants(db)]
+
+
+@router.post(
+    "/platform/tenants",
+    status_code=201,
+    tags=["platform"],
+    dependencies=[Depends(platform_admin)],
+    responses=problems(TenantExists, InvalidTenant, InvalidOperator),
+)
+def create_tenant(body: TenantCreate, db: DbSession) -> TenantCreated:
+    """Create a tenant (an anchor or institution) with its first owner."""
+    tenant = service.create_tenant(db, slug=body.slug, name=body.name, timezone=body.timezone)
+    owner = service.create_operator(
+        db,
+        tenant_id=tenant.id,
+        username=body.owner.username,
+        password=body.owner.password,
+        role="owner",
+    )
+    return TenantCreated(tenant=tenant_read(tenant), owner=OperatorRead.model_validate(owner))
 
 
 @router.get("/operators", responses=problems(Forbidden))

@@ -77,3 +77,20 @@ class TenantSettingsUpdate(BaseModel):
     points_expiry: ExpiryPolicy | None = None
     brand_color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
     wechat: WechatCredentials | None = None
+
+
+class OwnerCreate(BaseModel):
+    username: str = Field(min_length=2, max_length=64)
+    password: str = Field(min_length=8, max_length=200)
+
+
+class TenantCreate(BaseModel):
+    slug: str = Field(min_length=2, max_length=40, examples=["lijiaqi"])
+    name: str = Field(min_length=1, max_length=100, examples=["所有女生"])
+    timezone: str = Field(default="Asia/Shanghai", max_length=64)
+    owner: OwnerCreate
+
+
+class TenantCreated(BaseModel):
+    tenant: TenantRead
+    owner: OperatorRead
