@@ -375,13 +375,20 @@ _SERVER_SIDE = {
 }
 
 
+# Built once: text() parses its bind parameters with a regex on every construction.
+_SERVER_SIDE_STMTS = {
+    which: select(m.JournalEntry).from_statement(text(sql)) for which, sql in _SERVER_SIDE.items()
+}
+
+
 def _server_side(db: Session, which: str, **params: Any) -> m.JournalEntry | None:
     """The posting done by the PostgreSQL function, or None (other databases; uncommon cases,
     which the Python code below handles)."""
     if db.get_bind().dialect.name != "postgresql":
         return None
-    stmt = select(m.JournalEntry).from_statement(text(_SERVER_SIDE[which]))
-    entry = db.scalars(stmt, params, execution_options={"populate_existing": True}).first()
+    entry = db.scalars(
+        _SERVER_SIDE_STMTS[which], params, execution_options={"populate_existing": True}
+    ).first()
     if entry is not None:  # balances and lots changed behind the session's back
         for obj in list(db.identity_map.values()):
             if isinstance(obj, m.Account | m.Lot):
