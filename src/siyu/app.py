@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -107,7 +108,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         consumer = huey.create_consumer(
             workers=settings.job_workers, worker_type="thread", periodic=True, **CONSUMER_POLLING
         )
+        # Huey's start() takes over SIGINT/SIGTERM/SIGHUP for a consumer that owns the process;
+        # here uvicorn does, so put its handlers back or the server would ignore Ctrl+C.
+        handlers = {
+            sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
         consumer.start()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         log.info("embedded job consumer started")
     try:
         yield

@@ -84,3 +84,45 @@ def test_siyu_worker_process_consumes_jobs(committed, clock, database_url):
         worker.terminate()
         out, _ = worker.communicate(timeout=10)
     assert balance == 30, out.decode(errors="replace")
+
+
+def test_siyu_serve_with_its_embedded_consumer_stops_on_sigterm(committed, database_url):
+    import signal
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "SIYU_DATABASE_URL": database_url,
+        "SIYU_VAR_DIR": str(TMP),
+        "SIYU_EMBEDDED_CONSUMER": "true",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "siyu.cli", "serve", "--bind", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(0.2)
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=15)  # before the fix Huey swallowed SIGTERM: it hung here
+    finally:
+        if server.poll() is None:
+            server.kill()
+        out, _ = server.communicate(timeout=10)
+    # uvicorn re-raises the signal once shut down cleanly, so the exit status is SIGTERM's.
+    assert code in (0, -signal.SIGTERM), out.decode(errors="replace")[-2000:]
+    assert b"embedded job consumer started" in out
+    assert b"Application shutdown complete" in out
