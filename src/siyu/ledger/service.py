@@ -245,6 +245,7 @@ def _new_entry(
     memo: str,
     reference: str,
     reverses_id: int | None = None,
+    counts_for_growth: bool = True,
 ) -> m.JournalEntry:
     return m.JournalEntry(
         tenant_id=tenant_id,
@@ -259,7 +260,7 @@ def _new_entry(
         idempotency_key=key,
         reverses_id=reverses_id,
         reversed_points=0,
-        counts_for_growth=True,
+        counts_for_growth=counts_for_growth,
         created_at=clock.now(),
     )
 
@@ -381,19 +382,37 @@ _SERVER_SIDE_STMTS = {
 }
 
 
-def _server_side(db: Session, which: str, **params: Any) -> m.JournalEntry | None:
-    """The posting done by the PostgreSQL function, or None (other databases; uncommon cases,
-    which the Python code below handles)."""
+def _server_side(
+    db: Session, which: str, entry: m.JournalEntry, **extra: Any
+) -> m.JournalEntry | None:
+    """``entry`` (not yet added) posted by the PostgreSQL function: the stored entry, or None
+    (other databases; uncommon cases, which the Python code handles)."""
     if db.get_bind().dialect.name != "postgresql":
         return None
-    entry = db.scalars(
+    params = {
+        "tenant": entry.tenant_id,
+        "member": entry.member_id,
+        "points": abs(entry.points),
+        "reason": entry.reason,
+        "memo": entry.memo,
+        "reference": entry.reference,
+        "actor_type": entry.actor_type,
+        "actor_id": entry.actor_id,
+        "key": entry.idempotency_key,
+        "counts_for_growth": entry.counts_for_growth,
+        "now": entry.created_at,
+        **extra,
+    }
+    if which == "spend":
+        del params["counts_for_growth"]
+    stored = db.scalars(
         _SERVER_SIDE_STMTS[which], params, execution_options={"populate_existing": True}
     ).first()
-    if entry is not None:  # balances and lots changed behind the session's back
+    if stored is not None:  # balances and lots changed behind the session's back
         for obj in list(db.identity_map.values()):
             if isinstance(obj, m.Account | m.Lot):
                 db.expire(obj)
-    return entry
+    return stored
 
 
 def grant(
@@ -424,25 +443,6 @@ def grant(
         if (found := _existing(db, tenant_id, idempotency_key)) is not None:
             return _replay(found, member_id=member_id, kind=m.CREDIT, points=points)
         raise InvalidExpiry()
-    fast = _server_side(
-        db,
-        "grant",
-        tenant=tenant_id,
-        member=member_id,
-        points=points,
-        reason=reason,
-        memo=memo[:500],
-        reference=reference[:200],
-        actor_type=actor.type,
-        actor_id=actor.id,
-        key=idempotency_key,
-        expires_at=expires_at,
-        counts_for_growth=counts_for_growth,
-        now=now,
-    )
-    if fast is not None:
-        return _replay(fast, member_id=member_id, kind=m.CREDIT, points=points)
-    locked = _lock_for_posting(db, tenant_id, member_id, m.ISSUANCE)
     entry = _new_entry(
         tenant_id=tenant_id,
         member_id=member_id,
@@ -453,8 +453,12 @@ def grant(
         actor=actor,
         memo=memo,
         reference=reference,
+        counts_for_growth=counts_for_growth,
     )
-    entry.counts_for_growth = counts_for_growth
+    fast = _server_side(db, "grant", entry, expires_at=expires_at)
+    if fast is not None:
+        return _replay(fast, member_id=member_id, kind=m.CREDIT, points=points)
+    locked = _lock_for_posting(db, tenant_id, member_id, m.ISSUANCE)
     claimed = _claim(db, entry)
     if claimed is None:
         found = _existing(db, tenant_id, idempotency_key)
@@ -498,20 +502,18 @@ def spend(
     _check_reason(reason)
     _check_key(idempotency_key)
     now = clock.now()
-    fast = _server_side(
-        db,
-        "spend",
-        tenant=tenant_id,
-        member=member_id,
-        points=points,
+    entry = _new_entry(
+        tenant_id=tenant_id,
+        member_id=member_id,
+        kind=m.DEBIT,
+        points=-points,
         reason=reason,
-        memo=memo[:500],
-        reference=reference[:200],
-        actor_type=actor.type,
-        actor_id=actor.id,
         key=idempotency_key,
-        now=now,
+        actor=actor,
+        memo=memo,
+        reference=reference,
     )
+    fast = _server_side(db, "spend", entry)
     if fast is not None:
         return _replay(fast, member_id=member_id, kind=m.DEBIT, points=-points)
     locked = _lock_for_posting(db, tenant_id, member_id, m.REDEMPTION)
@@ -531,17 +533,6 @@ def spend(
             return _replay(found, member_id=member_id, kind=m.DEBIT, points=-points)
         raise InsufficientPoints(balance=wallet.balance, wanted=points)
     takes = _plan_takes(lots, points)
-    entry = _new_entry(
-        tenant_id=tenant_id,
-        member_id=member_id,
-        kind=m.DEBIT,
-        points=-points,
-        reason=reason,
-        key=idempotency_key,
-        actor=actor,
-        memo=memo,
-        reference=reference,
-    )
     claimed = _claim(db, entry)
     if claimed is None:
         found = _existing(db, tenant_id, idempotency_key)
