@@ -171,22 +171,35 @@ def post_one(tenant_id: int, member_id: int, key: str, n: int) -> None:
 
 
 def count_statements(engine: Engine) -> Callable[[], int]:
-    """Statements the engine sends, BEGIN/COMMIT and pool pre-pings included.
+    """Statements the engine's connections send, BEGIN/COMMIT and pool pre-pings included.
 
-    psycopg opens transactions itself and the pool pings outside the cursor events, so those
-    are counted from the transaction and pool events (SQLite's BEGIN IMMEDIATE is a cursor
-    execute already).
+    On PostgreSQL they are counted at the psycopg cursor, since the ledger's hot path sends
+    its one statement straight through psycopg, unseen by SQLAlchemy's cursor events; psycopg
+    opens transactions itself and the pool pings outside the cursor events, so those are
+    counted from the transaction and pool events (SQLite's BEGIN IMMEDIATE is a cursor execute
+    already).
     """
     n = [0]
 
     def bump(*_: Any, **__: Any) -> None:
         n[0] += 1
 
-    event.listen(engine, "before_cursor_execute", bump)
+    if _is_pg(engine):
+
+        class CountingCursor(psycopg.Cursor[Any]):
+            def execute(self, *args: Any, **kw: Any) -> Any:
+                n[0] += 1
+                return super().execute(*args, **kw)
+
+        def use_counting_cursor(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.cursor_factory = CountingCursor
+
+        event.listen(engine, "connect", use_counting_cursor)
+        event.listen(engine, "begin", bump)
+    else:
+        event.listen(engine, "before_cursor_execute", bump)
     event.listen(engine, "commit", bump)
     event.listen(engine, "rollback", bump)
-    if _is_pg(engine):
-        event.listen(engine, "begin", bump)
     if getattr(engine.pool, "_pre_ping", False):
         event.listen(engine.pool, "checkout", bump)
     return lambda: n[0]

@@ -862,9 +862,12 @@ def test_verify_checks_only_its_tenant(db, clock):
     assert ledger.verify(db, tenant_id=clean.id).ok
 
 
-def test_postgresql_posts_grants_and_spends_in_one_statement(db, clock):
-    """On PostgreSQL the common case is one server-side call; elsewhere the Python path runs.
-    Either way the result is the same ledger (the rest of this suite runs on both)."""
+def test_postgresql_posts_grants_and_spends_in_one_round_trip(db, clock, tmp_path):
+    """On PostgreSQL the common case is one server-side call, sent straight through psycopg
+    (so SQLAlchemy sees no statement; libpq's trace counts the round trips); elsewhere the
+    Python path runs. Either way the result is the same ledger (the rest of this suite runs on
+    both)."""
+    import psycopg
     from sqlalchemy import event
 
     tenant = make_tenant(db)
@@ -876,18 +879,64 @@ def test_postgresql_posts_grants_and_spends_in_one_statement(db, clock):
         statements.append(statement)
 
     engine = db.get_bind().engine
+    pg = db.get_bind().dialect.name == "postgresql"
+    trace = tmp_path / "libpq.trace"
     event.listen(engine, "before_cursor_execute", record)
-    try:
-        grant(db, member, 100)
-        spend(db, member, 30)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    if db.get_bind().dialect.name == "postgresql":
-        assert len(statements) == 2
-        assert "siyu_ledger_grant" in statements[0]
-        assert "siyu_ledger_spend" in statements[1]
+    with trace.open("w") as f:
+        if pg:
+            pgconn = db.connection().connection.driver_connection.pgconn
+            pgconn.trace(f.fileno())
+            pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            grant(db, member, 100)
+            spend(db, member, 30)
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+            if pg:
+                pgconn.untrace()
+    if pg:
+        wire = trace.read_text()
+        assert statements == []
+        assert wire.count("ReadyForQuery") == 2
+        assert "siyu_ledger_grant" in wire
+        assert "siyu_ledger_spend" in wire
     else:
         assert not [s for s in statements if "siyu_ledger" in s]
     db.expire_all()
     assert ledger.get_balance(db, tenant_id=tenant.id, member_id=member.id).balance == 80
     assert ledger.verify(db, tenant_id=tenant.id).ok
+
+
+def test_posted_entry_is_clean_utc_and_replays_in_the_same_session(db, clock):
+    """The fast path builds the entry itself: it must be what the ORM would have loaded (UTC
+    instants whatever the connection's time zone, nothing pending) and replay like it."""
+    tenant = make_tenant(db)
+    member = make_member(db, tenant)
+    grant(db, member, 10)
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SET LOCAL timezone = 'Asia/Shanghai'"))
+    entry = ledger.grant(
+        db,
+        tenant_id=tenant.id,
+        member_id=member.id,
+        points=5,
+        reason="purchase",
+        idempotency_key="clean-utc",
+        actor=ledger.JOB,
+    )
+    assert entry.created_at == clock.now
+    assert entry.created_at.utcoffset() == dt.timedelta(0)
+    assert entry not in db.dirty and entry not in db.new
+    again = ledger.grant(
+        db,
+        tenant_id=tenant.id,
+        member_id=member.id,
+        points=5,
+        reason="purchase",
+        idempotency_key="clean-utc",
+        actor=ledger.JOB,
+    )
+    assert again is entry
+    db.flush()
+    db.expire_all()
+    assert ledger.get_balance(db, tenant_id=tenant.id, member_id=member.id).balance == 15

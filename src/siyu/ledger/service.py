@@ -30,11 +30,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.instrumentation import manager_of_class
+from sqlalchemy.orm.util import identity_key
 
 from siyu.core import clock
 from siyu.core.errors import InvalidField
@@ -233,7 +235,7 @@ def _post(db: Session, entry: m.JournalEntry, lines: list[tuple[m.Account, int]]
         set_committed_value(acc, "balance", acc.balance + amount)
 
 
-def _new_entry(
+def _entry_values(
     *,
     tenant_id: int,
     member_id: int,
@@ -246,8 +248,9 @@ def _new_entry(
     reference: str,
     reverses_id: int | None = None,
     counts_for_growth: bool = True,
-) -> m.JournalEntry:
-    return m.JournalEntry(
+) -> dict[str, Any]:
+    """A new journal entry's column values (all but ``id``)."""
+    return dict(
         tenant_id=tenant_id,
         member_id=member_id,
         kind=kind,
@@ -310,14 +313,12 @@ def _lock_for_posting(db: Session, tenant_id: int, member_id: int, system_kind: 
     return _Locked(wallet, tz, settings or {}, int(sys_id))
 
 
-def _claim(db: Session, entry: m.JournalEntry) -> m.JournalEntry | None:
-    """Insert ``entry`` unless its key is taken (then None: the caller replays the holder).
+def _claim(db: Session, values: dict[str, Any]) -> m.JournalEntry | None:
+    """Insert the entry of ``values`` unless its key is taken (then None: the caller replays
+    the holder).
 
     One statement, no SAVEPOINT: on PostgreSQL a concurrent insert of the same key makes this
     wait for that transaction and then do nothing if it committed."""
-    values = {
-        c.key: getattr(entry, c.key) for c in m.JournalEntry.__table__.columns if c.key != "id"
-    }
     stmt = (
         _insert(db)(m.JournalEntry)
         .values(**values)
@@ -366,53 +367,70 @@ def _post_fast(db: Session, entry: m.JournalEntry, locked: _Locked, *, growth: i
 _SERVER_SIDE = {
     # Functions created by the "ledger posting functions" migration; they change nothing and
     # return no row unless the posting is the common case (see that migration's docstring).
-    "grant": "SELECT * FROM siyu_ledger_grant(CAST(:tenant AS integer), CAST(:member AS integer),"
-    " CAST(:points AS integer), :reason, :memo, :reference, :actor_type, :actor_id, :key,"
-    " CAST(:expires_at AS timestamptz), CAST(:counts_for_growth AS boolean),"
-    " CAST(:now AS timestamptz))",
-    "spend": "SELECT * FROM siyu_ledger_spend(CAST(:tenant AS integer), CAST(:member AS integer),"
-    " CAST(:points AS integer), :reason, :memo, :reference, :actor_type, :actor_id, :key,"
-    " CAST(:now AS timestamptz))",
+    "grant": "SELECT {columns} FROM siyu_ledger_grant(%(tenant)s::integer, %(member)s::integer,"
+    " %(points)s::integer, %(reason)s, %(memo)s, %(reference)s, %(actor_type)s, %(actor_id)s,"
+    " %(key)s, %(expires_at)s::timestamptz, %(counts_for_growth)s::boolean,"
+    " %(now)s::timestamptz)",
+    "spend": "SELECT {columns} FROM siyu_ledger_spend(%(tenant)s::integer, %(member)s::integer,"
+    " %(points)s::integer, %(reason)s, %(memo)s, %(reference)s, %(actor_type)s, %(actor_id)s,"
+    " %(key)s, %(now)s::timestamptz)",
 }
-
-
-# Built once: text() parses its bind parameters with a regex on every construction.
-_SERVER_SIDE_STMTS = {
-    which: select(m.JournalEntry).from_statement(text(sql)) for which, sql in _SERVER_SIDE.items()
+# The entry's columns in table order; the functions return rows of ledger_entries.
+_ENTRY_COLUMNS = tuple(c.key for c in m.JournalEntry.__table__.columns)
+_ENTRY_MANAGER = manager_of_class(m.JournalEntry)
+_SERVER_SIDE_SQL = {
+    which: sql.format(columns=", ".join(_ENTRY_COLUMNS)) for which, sql in _SERVER_SIDE.items()
 }
 
 
 def _server_side(
-    db: Session, which: str, entry: m.JournalEntry, **extra: Any
+    db: Session, which: str, values: dict[str, Any], **extra: Any
 ) -> m.JournalEntry | None:
-    """``entry`` (not yet added) posted by the PostgreSQL function: the stored entry, or None
-    (other databases; uncommon cases, which the Python code handles)."""
+    """The entry of ``values`` posted by the PostgreSQL function: the stored entry (the new one,
+    or the first under its key), or None (other databases; uncommon cases, which the Python code
+    handles).
+
+    The hot path of every posting, so it talks to psycopg directly inside the session's
+    transaction and builds the result the way the ORM's own loader does: SQLAlchemy's statement
+    and result machinery cost more client CPU than the posting costs the server
+    (benchmarks/README.md).
+    """
     if db.get_bind().dialect.name != "postgresql":
         return None
     params = {
-        "tenant": entry.tenant_id,
-        "member": entry.member_id,
-        "points": abs(entry.points),
-        "reason": entry.reason,
-        "memo": entry.memo,
-        "reference": entry.reference,
-        "actor_type": entry.actor_type,
-        "actor_id": entry.actor_id,
-        "key": entry.idempotency_key,
-        "counts_for_growth": entry.counts_for_growth,
-        "now": entry.created_at,
+        "tenant": values["tenant_id"],
+        "member": values["member_id"],
+        "points": abs(values["points"]),
+        "reason": values["reason"],
+        "memo": values["memo"],
+        "reference": values["reference"],
+        "actor_type": values["actor_type"],
+        "actor_id": values["actor_id"],
+        "key": values["idempotency_key"],
+        "counts_for_growth": values["counts_for_growth"],
+        "now": values["created_at"],
         **extra,
     }
-    if which == "spend":
-        del params["counts_for_growth"]
-    stored = db.scalars(
-        _SERVER_SIDE_STMTS[which], params, execution_options={"populate_existing": True}
-    ).first()
-    if stored is not None:  # balances and lots changed behind the session's back
-        for obj in list(db.identity_map.values()):
-            if isinstance(obj, m.Account | m.Lot):
-                db.expire(obj)
-    return stored
+    raw = db.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.execute(_SERVER_SIDE_SQL[which], params)
+        row = cur.fetchone()
+    if row is None:
+        return None
+    # Balances and lots changed behind the session's back.
+    for obj in list(db.identity_map.values()):
+        if isinstance(obj, m.Account | m.Lot):
+            db.expire(obj)
+    if identity_key(m.JournalEntry, row[0]) in db.identity_map:  # a replay of one seen here
+        return db.get(m.JournalEntry, row[0], populate_existing=True)
+    entry: m.JournalEntry = _ENTRY_MANAGER.new_instance()
+    stored = dict(zip(_ENTRY_COLUMNS, row, strict=True))
+    stored["created_at"] = clock.as_utc(stored["created_at"])  # as UTCDateTime returns it
+    entry.__dict__.update(stored)
+    make_transient_to_detached(entry)  # the stored row, as the loader would have built it
+    db.add(entry)
+    return entry
 
 
 def grant(
@@ -443,7 +461,7 @@ def grant(
         if (found := _existing(db, tenant_id, idempotency_key)) is not None:
             return _replay(found, member_id=member_id, kind=m.CREDIT, points=points)
         raise InvalidExpiry()
-    entry = _new_entry(
+    values = _entry_values(
         tenant_id=tenant_id,
         member_id=member_id,
         kind=m.CREDIT,
@@ -455,11 +473,11 @@ def grant(
         reference=reference,
         counts_for_growth=counts_for_growth,
     )
-    fast = _server_side(db, "grant", entry, expires_at=expires_at)
+    fast = _server_side(db, "grant", values, expires_at=expires_at)
     if fast is not None:
         return _replay(fast, member_id=member_id, kind=m.CREDIT, points=points)
     locked = _lock_for_posting(db, tenant_id, member_id, m.ISSUANCE)
-    claimed = _claim(db, entry)
+    claimed = _claim(db, values)
     if claimed is None:
         found = _existing(db, tenant_id, idempotency_key)
         assert found is not None
@@ -502,7 +520,7 @@ def spend(
     _check_reason(reason)
     _check_key(idempotency_key)
     now = clock.now()
-    entry = _new_entry(
+    values = _entry_values(
         tenant_id=tenant_id,
         member_id=member_id,
         kind=m.DEBIT,
@@ -513,7 +531,7 @@ def spend(
         memo=memo,
         reference=reference,
     )
-    fast = _server_side(db, "spend", entry)
+    fast = _server_side(db, "spend", values)
     if fast is not None:
         return _replay(fast, member_id=member_id, kind=m.DEBIT, points=-points)
     locked = _lock_for_posting(db, tenant_id, member_id, m.REDEMPTION)
@@ -533,7 +551,7 @@ def spend(
             return _replay(found, member_id=member_id, kind=m.DEBIT, points=-points)
         raise InsufficientPoints(balance=wallet.balance, wanted=points)
     takes = _plan_takes(lots, points)
-    claimed = _claim(db, entry)
+    claimed = _claim(db, values)
     if claimed is None:
         found = _existing(db, tenant_id, idempotency_key)
         assert found is not None
@@ -637,7 +655,7 @@ def reverse(
     sign = -1 if original.kind == m.CREDIT else 1
     claimed = _claim(
         db,
-        _new_entry(
+        _entry_values(
             tenant_id=tenant_id,
             member_id=original.member_id,
             kind=m.REVERSAL,
@@ -736,16 +754,18 @@ def _expire_wallet(db: Session, wallet: m.Account) -> int:
     total = 0
     for lot in due:
         points = lot.remaining
-        entry = _new_entry(
-            tenant_id=wallet.tenant_id,
-            member_id=wallet.member_id or 0,
-            kind=m.EXPIRE,
-            points=-points,
-            reason="expiry",
-            key=f"expire:{lot.id}:{lot.expired}",
-            actor=JOB,
-            memo="",
-            reference=f"lot:{lot.id}",
+        entry = m.JournalEntry(
+            **_entry_values(
+                tenant_id=wallet.tenant_id,
+                member_id=wallet.member_id or 0,
+                kind=m.EXPIRE,
+                points=-points,
+                reason="expiry",
+                key=f"expire:{lot.id}:{lot.expired}",
+                actor=JOB,
+                memo="",
+                reference=f"lot:{lot.id}",
+            )
         )
         db.add(entry)
         db.flush()
