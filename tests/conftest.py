@@ -159,6 +159,13 @@ def clock() -> Iterator[FrozenClock]:
     clockmod.set_now(None)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    from siyu.core import ratelimit
+
+    ratelimit.reset()
+
+
 @pytest.fixture(scope="session")
 def app() -> object:
     from siyu.app import create_app

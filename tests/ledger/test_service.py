@@ -926,7 +926,8 @@ def test_posted_entry_is_clean_utc_and_replays_in_the_same_session(db, clock):
     )
     assert entry.created_at == clock.now
     assert entry.created_at.utcoffset() == dt.timedelta(0)
-    assert entry not in db.dirty and entry not in db.new
+    assert entry not in db.dirty
+    assert entry not in db.new
     again = ledger.grant(
         db,
         tenant_id=tenant.id,

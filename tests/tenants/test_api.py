@@ -467,3 +467,35 @@ def test_platform_api_refuses_operator_tokens_and_bad_slugs(db, client):
     assert bad.status_code == 422
     assert bad.json()["code"] == "tenant.invalid"
     assert tenants.find_tenant(db, slug="Bad Slug!") is None
+
+
+def test_repeated_wrong_passwords_pause_the_account_until_the_window_ends(db, client, clock):
+    tenant = make_tenant(db)
+    make_operator(db, tenant, username="xiaowang")
+    for _ in range(tenants.SIGNIN_FAILURES_PER_ACCOUNT):
+        assert sign_in(client, tenant, "xiaowang", "guess").status_code == 401
+
+    paused = sign_in(client, tenant, "xiaowang")  # even the right password waits
+
+    assert paused.status_code == 429
+    assert paused.headers["content-type"].startswith("application/problem+json")
+    assert paused.json()["code"] == "auth.too_many_attempts"
+    retry_after = int(paused.headers["Retry-After"])
+    assert 0 < retry_after <= tenants.SIGNIN_WINDOW
+    other = make_operator(db, tenant, username="xiaoli")  # other accounts are unaffected
+    assert sign_in(client, tenant, other.username).status_code == 201
+
+    clock.advance(seconds=retry_after)
+    assert sign_in(client, tenant, "xiaowang").status_code == 201
+
+
+def test_one_address_guessing_many_accounts_is_paused(db, client, clock):
+    tenant = make_tenant(db)
+    make_operator(db, tenant, username="xiaowang")
+    for i in range(tenants.SIGNIN_FAILURES_PER_IP):
+        assert sign_in(client, tenant, f"user{i}", "guess").status_code == 401
+
+    paused = sign_in(client, tenant, "xiaowang")
+
+    assert paused.status_code == 429
+    assert paused.json()["code"] == "auth.too_many_attempts"

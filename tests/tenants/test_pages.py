@@ -170,3 +170,20 @@ def test_owner_configures_wechat_login_on_the_settings_page(db, client, owner_se
     assert "0123456789abcdef0123" not in page
     db.expire_all()
     assert db.get(Tenant, tenant.id).settings["wechat"]["secret"] == "0123456789abcdef0123"
+
+
+def test_console_sign_in_says_plainly_when_an_account_is_paused(db, client):
+    tenant = make_tenant(db)
+    make_operator(db, tenant, username="xiaowang")
+    token = csrf_of(client.get("/admin/login", headers=EN).text)
+    form = {"tenant": tenant.slug, "username": "xiaowang", "csrf_token": token}
+    for _ in range(tenants.SIGNIN_FAILURES_PER_ACCOUNT):
+        wrong = client.post("/admin/login", data=form | {"password": "guess"}, headers=EN)
+        assert wrong.status_code == 401
+        assert "Wrong username or password" in wrong.text
+
+    paused = client.post("/admin/login", data=form | {"password": PASSWORD}, headers=EN)
+
+    assert paused.status_code == 429
+    assert "Sign-in is paused for this account" in paused.text
+    assert 'value="xiaowang"' in paused.text  # the form keeps what was typed

@@ -67,6 +67,13 @@ class BadCredentials(SiyuError):
     title = _l("Wrong username or password")
 
 
+class TooManySignIns(SiyuError):
+    code = "auth.too_many_attempts"
+    status = 429
+    title = _l("Too many failed sign-ins")
+    detail = _l("Sign-in is paused for this account; try again in {minutes} minutes.")
+
+
 class InvalidToken(SiyuError):
     code = "auth.invalid_token"
     status = 401

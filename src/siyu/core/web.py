@@ -85,6 +85,8 @@ def problem_response(
     headers = dict(headers or {})
     if err.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if err.status == 429 and "retry_after" in err.params:
+        headers["Retry-After"] = str(err.params["retry_after"])
     return JSONResponse(body, status_code=err.status, media_type=PROBLEM, headers=headers)
 
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
-from siyu.core.errors import BadCredentials, Forbidden, NotFound
+from siyu.core.errors import BadCredentials, Forbidden, NotFound, TooManySignIns
 from siyu.core.web import DbSession, TxRoute, platform_admin, problems, requires
 from siyu.tenants import service
 from siyu.tenants.errors import InvalidOperator, InvalidTenant, OperatorExists, TenantExists
@@ -44,11 +44,18 @@ def tenant_read(tenant: Tenant) -> TenantRead:
     )
 
 
-@router.post("/auth/tokens", status_code=201, responses=problems(BadCredentials, auth=False))
-def create_token(body: TokenCreate, db: DbSession) -> TokenRead:
-    """Exchange an operator's credentials for a bearer token (valid 30 days)."""
+@router.post(
+    "/auth/tokens", status_code=201, responses=problems(BadCredentials, TooManySignIns, auth=False)
+)
+def create_token(body: TokenCreate, db: DbSession, request: Request) -> TokenRead:
+    """Exchange an operator's credentials for a bearer token (valid 30 days). Ten failed
+    attempts for one account within 15 minutes pause it (429 with Retry-After)."""
     op = service.authenticate(
-        db, tenant_slug=body.tenant, username=body.username, password=body.password
+        db,
+        tenant_slug=body.tenant,
+        username=body.username,
+        password=body.password,
+        ip=request.client.host if request.client else "",
     )
     issued = service.issue_token(db, operator=op, name=body.name)
     return TokenRead(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from siyu.core.errors import BadCredentials, SiyuError
+from siyu.core.errors import BadCredentials, SiyuError, TooManySignIns
 from siyu.core.web import CsrfChecked, DbSession, TxRoute, render, requires
 from siyu.tenants import service
 from siyu.tenants.models import ROLES, Operator, Tenant
@@ -38,13 +38,17 @@ def login(
 ) -> Response:
     try:
         op = service.authenticate(
-            db, tenant_slug=tenant.strip(), username=username.strip(), password=password
+            db,
+            tenant_slug=tenant.strip(),
+            username=username.strip(),
+            password=password,
+            ip=request.client.host if request.client else "",
         )
-    except BadCredentials as err:
+    except (BadCredentials, TooManySignIns) as err:
         return render(
             request,
             "admin/login.html",
-            status_code=401,
+            status_code=err.status,
             error=err.message(),
             tenant=tenant,
             username=username,

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from siyu.core import clock, security
-from siyu.core.errors import BadCredentials, InvalidToken, NotFound
+from siyu.core import clock, ratelimit, security
+from siyu.core.errors import BadCredentials, InvalidToken, NotFound, TooManySignIns
 from siyu.core.i18n import gettext as _
 from siyu.tenants.errors import (
     InvalidOperator,
@@ -176,8 +176,39 @@ def get_operator(db: Session, *, tenant_id: int, operator_id: int) -> Operator:
     return op
 
 
-def authenticate(db: Session, *, tenant_slug: str, username: str, password: str) -> Operator:
-    """The active operator with these credentials. Raises BadCredentials (same for any miss)."""
+# Failed sign-ins allowed per window, per account and per client address (guessing passwords
+# is the attack; a busy office behind one address still gets plenty).
+SIGNIN_WINDOW = 15 * 60
+SIGNIN_FAILURES_PER_ACCOUNT = 10
+SIGNIN_FAILURES_PER_IP = 50
+
+
+def _check_signin_rate(keys: list[tuple[str, int]]) -> None:
+    for key, allowed in keys:
+        failures, left = ratelimit.count(key, seconds=SIGNIN_WINDOW)
+        if failures >= allowed:
+            raise TooManySignIns(minutes=-(-left // 60), retry_after=left)
+
+
+def authenticate(
+    db: Session, *, tenant_slug: str, username: str, password: str, ip: str = ""
+) -> Operator:
+    """The active operator with these credentials. Raises BadCredentials (same for any miss),
+    or TooManySignIns once the account or the client address has failed too often lately
+    (checked before the password, so a right guess after the limit gets in no further)."""
+    keys = [(f"signin:{tenant_slug}:{username}", SIGNIN_FAILURES_PER_ACCOUNT)]
+    if ip:
+        keys.append((f"signin-ip:{ip}", SIGNIN_FAILURES_PER_IP))
+    _check_signin_rate(keys)
+    try:
+        return _authenticate(db, tenant_slug=tenant_slug, username=username, password=password)
+    except BadCredentials:
+        for key, _allowed in keys:
+            ratelimit.hit(key, seconds=SIGNIN_WINDOW)
+        raise
+
+
+def _authenticate(db: Session, *, tenant_slug: str, username: str, password: str) -> Operator:
     op = db.scalar(
         select(Operator)
         .join(Tenant, Tenant.id == Operator.tenant_id)
