@@ -24,3 +24,6 @@ def drain(limit: int = 1000) -> list[str]:
         ran.append(message.name)
         huey.execute(message)
     raise AssertionError("the queue does not drain")
+
+
+from tests.fakes.weixin import weixin, weixin_server  # noqa: E402, F401

@@ -102,6 +102,15 @@ class TokenCache:
         if r is not None:
             r.set(f"{get_settings().queue_name}:token:{key}", token, ex=ttl)
 
+    def clear(self) -> None:
+        """Forget every token (tests; a process that changed credentials)."""
+        with self._lock:
+            self._local.clear()
+        r = self._redis()
+        if r is not None:
+            for name in r.scan_iter(f"{get_settings().queue_name}:token:*"):
+                r.delete(name)
+
     def drop(self, key: str, token: str) -> None:
         with self._lock:
             if self._local.get(key, ("",))[0] == token:
@@ -135,6 +144,15 @@ class RateLimiter:
     def __init__(self) -> None:
         self._local: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._local.clear()
+        url = get_settings().redis_url
+        if url:
+            r = _redis_client(url)
+            for name in r.scan_iter(f"{get_settings().queue_name}:rate:*"):
+                r.delete(name)
 
     def take(self, key: str, limit: int, per: int) -> float:
         """0 if a message may go now, else the seconds until the window reopens."""
