@@ -32,6 +32,9 @@ for sub, name in (
     (ledger_app, "ledger"),
 ):
     app.add_typer(sub, name=name)
+from siyu.messaging.cli import app as messages_app  # noqa: E402
+
+app.add_typer(messages_app, name="messages")
 
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
 

@@ -105,6 +105,65 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/m/{slug}/logout"): Call(form={}, public=True),
     ("GET", "/m/{slug}"): Call(),
     ("GET", "/m/{slug}/points"): Call(),
+    # messaging
+    ("POST", "/api/v1/messages"): Call(json={"purpose": "walker", "member_ids": [], "body": "hi"}),
+    ("GET", "/api/v1/messages"): Call(),
+    ("GET", "/api/v1/messages/{message_id}"): Call(),
+    ("GET", "/api/v1/messages/{message_id}/deliveries"): Call(),
+    ("POST", "/api/v1/messages/{message_id}/cancel"): Call(json={}),
+    ("POST", "/api/v1/recipients/count"): Call(json={"kind": "all_members"}),
+    ("POST", "/api/v1/broadcasts"): Call(json={"target": {"kind": "all_members"}, "body": "w"}),
+    ("GET", "/api/v1/message-templates"): Call(),
+    ("POST", "/api/v1/message-templates"): Call(
+        json={"key": "walker-new", "name": "w", "body": "w"}
+    ),
+    ("GET", "/api/v1/message-templates/{template_id}"): Call(),
+    ("PUT", "/api/v1/message-templates/{template_id}"): Call(
+        json={"key": "walker-tpl", "name": "w", "body": "hi {{ member.nickname }}"}
+    ),
+    ("POST", "/api/v1/message-templates/preview"): Call(json={"body": "{{ member.nickname }}"}),
+    ("GET", "/api/v1/schedules"): Call(),
+    ("POST", "/api/v1/schedules"): Call(
+        json={
+            "key": "walker-sop",
+            "name": "w",
+            "kind": "daily",
+            "time": "10:00",
+            "template": "walker-tpl",
+            "target": {"kind": "all_members"},
+        }
+    ),
+    ("GET", "/api/v1/schedules/{schedule_id}"): Call(),
+    ("POST", "/api/v1/schedules/{schedule_id}/pause"): Call(json={}),
+    ("POST", "/api/v1/schedules/{schedule_id}/resume"): Call(json={}),
+    ("POST", "/api/v1/members/{member_id}/consents"): Call(json={"template_key": "TPL"}),
+    ("GET", "/api/v1/wecom-groups"): Call(),
+    ("POST", "/api/v1/wecom-groups"): Call(json={"chat_id": "wr-walker"}),
+    ("GET", "/api/v1/wecom-groups/{group_id}"): Call(),
+    ("GET", "/api/v1/me/messages"): Call(),
+    ("POST", "/api/v1/me/messages/read"): Call(json={"ids": [1]}),
+    ("POST", "/api/v1/me/consents"): Call(json={"template_key": "TPL"}),
+    ("GET", "/admin/messages"): Call(),
+    ("GET", "/admin/messages/{message_id}"): Call(),
+    ("POST", "/admin/messages/{message_id}/cancel"): Call(form={}),
+    ("GET", "/admin/broadcasts/new"): Call(),
+    ("POST", "/admin/broadcasts"): Call(form={"target": "all_members", "body": "w"}),
+    ("GET", "/admin/message-templates"): Call(),
+    ("POST", "/admin/message-templates"): Call(
+        form={"key": "walker-form", "name": "w", "body": "w"}
+    ),
+    ("GET", "/admin/schedules"): Call(),
+    ("POST", "/admin/schedules"): Call(
+        form={
+            "key": "walker-form",
+            "name": "w",
+            "kind": "daily",
+            "time": "09:00",
+            "template": "walker-tpl",
+        }
+    ),
+    ("POST", "/admin/schedules/{schedule_id}/pause"): Call(form={"paused": "1"}),
+    ("GET", "/m/{slug}/messages"): Call(),
     # service
     ("GET", "/"): Call(public=True),
     ("GET", "/healthz"): Call(public=True),

@@ -103,6 +103,7 @@ def world(db) -> World:
     members.set_tiers(db, tenant_id=b.id, tiers=[("乙方新粉", 0), ("乙方专属", 100)])
     eb = grant(db, mb, 500)
     spend(db, mb, 100)
+    msg_a, msg_b = _messaging(db, a, ma, "甲方"), _messaging(db, b, mb, "乙方专属")
     return World(
         a=a,
         b=b,
@@ -112,6 +113,7 @@ def world(db) -> World:
             "platform": "taobao",
             "slug": a.slug,
             "token_id": spare.token.id,
+            **msg_a,
         },
         b_values={
             "member_id": mb.id,
@@ -119,12 +121,39 @@ def world(db) -> World:
             "platform": "taobao",
             "slug": b.slug,
             "token_id": b_token.token.id,
+            **msg_b,
         },
         operator_headers=token_headers(db, owner),
         member_headers=member_headers(ma),
         owner_username="a-boss",
         member_openid="o-tenant-a",
     )
+
+
+def _messaging(db, tenant, member, marker: str) -> dict[str, int]:
+    """A template, a queued message, a schedule and a group of the tenant (ids by name)."""
+    from siyu.messaging import schedules
+    from siyu.messaging import service as messaging
+
+    tpl = messaging.save_template(
+        db, tenant_id=tenant.id, key="walker-tpl", name=f"{marker}模板", body=f"{marker}通知"
+    )
+    msg = messaging.send(
+        db,
+        tenant_id=tenant.id,
+        purpose="walk",
+        member_ids=[member.id],
+        title=f"{marker}通知",
+        body=f"{marker}通知",
+    )
+    group = messaging.save_group(db, tenant_id=tenant.id, chat_id="wr-1", name=f"{marker}群")
+    sop = schedules.list_schedules(db, tenant_id=tenant.id)[0]
+    return {
+        "message_id": msg.id,
+        "template_id": tpl.id,
+        "schedule_id": sop.id,
+        "group_id": group.id,
+    }
 
 
 def csrf_of(html: str) -> str:
@@ -285,7 +314,9 @@ def lone(db) -> dict[str, Any]:
     member = make_member(db, tenant)
     entry = grant(db, member, 100)
     token = tenants.issue_token(db, operator=make_operator(db, tenant))
+    msg = _messaging(db, tenant, member, "独")
     return {
+        **msg,
         "token_id": token.token.id,
         "member_id": member.id,
         "entry_id": entry.id,

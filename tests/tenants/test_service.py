@@ -188,11 +188,15 @@ def test_create_operator_refuses_duplicate_username_in_tenant(db):
 @pytest.mark.parametrize(
     ("role", "allowed"),
     [
-        ("analyst", {"members.read", "points.read", "tenant.read"}),
-        ("service", {"members.read", "members.write", "points.read", "tenant.read"}),
+        ("analyst", {"members.read", "points.read", "tenant.read", "messages.read"}),
+        (
+            "service",
+            {"members.read", "members.write", "points.read", "tenant.read", "messages.read"},
+        ),
         (
             "operator",
-            {"members.read", "members.write", "points.read", "points.adjust", "tenant.read"},
+            {"members.read", "members.write", "points.read", "points.adjust", "tenant.read"}
+            | {"messages.read", "messages.send", "messages.manage"},
         ),
         (
             "owner",
@@ -204,6 +208,9 @@ def test_create_operator_refuses_duplicate_username_in_tenant(db):
                 "tenant.read",
                 "operators.manage",
                 "tenant.manage",
+                "messages.read",
+                "messages.send",
+                "messages.manage",
             },
         ),
     ],

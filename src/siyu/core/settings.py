@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     queue_name: str = "siyu"
     job_workers: int = 2
     wechat_api_base: str = "https://api.weixin.qq.com"
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    # How long a worker owns a claimed batch of deliveries before another may take it over.
+    message_lease_seconds: int = 120
     # The H5 openid sign-in for development; off in production unless explicitly enabled.
     dev_login: bool | None = None
     log_json: bool = False

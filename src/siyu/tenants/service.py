@@ -38,6 +38,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     ),
 }
 PERMISSIONS["owner"] = PERMISSIONS["operator"] | {"operators.manage", "tenant.manage"}
+for _role in PERMISSIONS:  # messaging: everyone reads; operators and owners send and edit
+    PERMISSIONS[_role] |= {"messages.read"}
+    if _role in ("operator", "owner"):
+        PERMISSIONS[_role] |= {"messages.send", "messages.manage"}
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "points_expiry": {"kind": "year_end", "years": 1},
@@ -83,6 +87,9 @@ def create_tenant(
         raise TenantExists(slug=slug) from None
     ledger.open_accounts(db, tenant_id=tenant.id)
     members.set_tiers(db, tenant_id=tenant.id, tiers=members.DEFAULT_TIERS)
+    from siyu.messaging import schedules
+
+    schedules.install_defaults(db, tenant_id=tenant.id)
     return tenant
 
 

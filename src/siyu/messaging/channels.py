@@ -1,0 +1,430 @@
+"""Channel adapters: real HTTP clients for WeChat and WeCom, run by the dispatch worker.
+
+Protocols (see DESIGN.md "Protocol notes"):
+
+- Mini-program subscribe message: ``GET {wechat}/cgi-bin/token?grant_type=client_credential
+  &appid&secret`` → ``{"access_token", "expires_in"}``; ``POST {wechat}/cgi-bin/message/
+  subscribe/send?access_token=…`` with ``touser, template_id, page, data``.
+- Official-account template message: the same token endpoint with the account's appid, then
+  ``POST {wechat}/cgi-bin/message/template/send`` → ``{"errcode": 0, "msgid"}``.
+- WeCom group robot: ``POST {wecom}/cgi-bin/webhook/send?key=KEY`` (text ≤ 2048 bytes,
+  markdown ≤ 4096 bytes; 20 messages a minute per robot).
+- WeCom customer-group mass message: ``GET {wecom}/cgi-bin/gettoken?corpid&corpsecret``, then
+  ``POST {wecom}/cgi-bin/externalcontact/add_msg_template`` (``chat_type: "group"``,
+  ``sender``, ``chat_id_list``, ``text``) → ``msgid``; the group owner confirms in the client,
+  and ``externalcontact/get_groupmsg_send_result`` tells what went out.
+
+All answer HTTP 200 with ``{"errcode", "errmsg"}``. Outcomes: 0 sent; 40001/40014/42001 (token
+invalid or expired) → the cached token is dropped and the call made once more; 45009 (quota),
+-1 (busy), HTTP 5xx and timeouts → retried later with exponential backoff, up to
+``MAX_ATTEMPTS``; anything else (43101 no consent, 47003 bad data, 93000 bad robot key, 40003
+bad openid…) → undeliverable, with the platform's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from siyu.core.settings import get_settings
+from siyu.messaging.models import (
+    FAILED,
+    GROUP_MASS,
+    OA_TEMPLATE,
+    QUEUED,
+    ROBOT,
+    SENT,
+    SUBSCRIBE,
+    UNDELIVERABLE,
+)
+from siyu.messaging.service import MAX_ATTEMPTS, Job, Outcome, backoff
+
+TOKEN_ERRORS = {40001, 40014, 42001}
+RETRYABLE = {-1, 45009, 45033}
+# Per-channel rate limits (messages, seconds); a tenant may override them in its settings
+# under ``message_rate_limits`` ({"robot": [20, 60], "subscribe": [1000, 1]}).
+DEFAULT_LIMITS: dict[str, tuple[int, int]] = {ROBOT: (20, 60)}
+
+
+class ChannelError(Exception):
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+# --- access tokens ----------------------------------------------------------------------------
+
+
+class TokenCache:
+    """Access tokens by (host, app id): in this process, and in Redis when configured so
+    every worker shares one token (WeChat invalidates the previous token on each fetch)."""
+
+    def __init__(self) -> None:
+        self._local: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def _redis(self) -> Any:
+        url = get_settings().redis_url
+        if not url:
+            return None
+        return _redis_client(url)
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            found = self._local.get(key)
+        if found and found[1] > time.time():
+            return found[0]
+        r = self._redis()
+        if r is not None:
+            value = r.get(f"{get_settings().queue_name}:token:{key}")
+            if value:
+                ttl = r.ttl(f"{get_settings().queue_name}:token:{key}")
+                with self._lock:
+                    self._local[key] = (value.decode(), time.time() + max(1, int(ttl)))
+                return str(value.decode())
+        return None
+
+    def put(self, key: str, token: str, expires_in: int) -> None:
+        # Refresh five minutes early (at least half the lifetime): no call carries a token
+        # that expires on the way.
+        ttl = max(1, expires_in - min(300, expires_in // 2))
+        with self._lock:
+            self._local[key] = (token, time.time() + ttl)
+        r = self._redis()
+        if r is not None:
+            r.set(f"{get_settings().queue_name}:token:{key}", token, ex=ttl)
+
+    def clear(self) -> None:
+        """Forget every token (tests; a process that changed credentials)."""
+        with self._lock:
+            self._local.clear()
+        r = self._redis()
+        if r is not None:
+            for name in r.scan_iter(f"{get_settings().queue_name}:token:*"):
+                r.delete(name)
+
+    def drop(self, key: str, token: str) -> None:
+        with self._lock:
+            if self._local.get(key, ("",))[0] == token:
+                self._local.pop(key, None)
+        r = self._redis()
+        if r is not None:
+            name = f"{get_settings().queue_name}:token:{key}"
+            if (r.get(name) or b"").decode() == token:
+                r.delete(name)
+
+
+tokens = TokenCache()
+_redis_clients: dict[str, Any] = {}
+
+
+def _redis_client(url: str) -> Any:
+    import redis
+
+    if url not in _redis_clients:
+        _redis_clients[url] = redis.Redis.from_url(url)
+    return _redis_clients[url]
+
+
+# --- rate limits ------------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Fixed-window counters per key: in Redis (shared by every worker process) when
+    configured, else in this process."""
+
+    def __init__(self) -> None:
+        self._local: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._local.clear()
+        url = get_settings().redis_url
+        if url:
+            r = _redis_client(url)
+            for name in r.scan_iter(f"{get_settings().queue_name}:rate:*"):
+                r.delete(name)
+
+    def take(self, key: str, limit: int, per: int) -> float:
+        """0 if a message may go now, else the seconds until the window reopens."""
+        now = time.time()
+        window = int(now // per)
+        wait = (window + 1) * per - now
+        url = get_settings().redis_url
+        if url:
+            r = _redis_client(url)
+            name = f"{get_settings().queue_name}:rate:{key}:{window}"
+            pipe = r.pipeline()
+            pipe.incr(name)
+            pipe.expire(name, per + 1)
+            count = int(pipe.execute()[0])
+            return 0.0 if count <= limit else wait
+        with self._lock:
+            w, count = self._local.get(key, (window, 0))
+            if w != window:
+                w, count = window, 0
+            if count >= limit:
+                return wait
+            self._local[key] = (w, count + 1)
+        return 0.0
+
+
+limiter = RateLimiter()
+
+
+# --- the clients ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    wechat: dict[str, str] | None
+    official_account: dict[str, str] | None
+    wecom: dict[str, str] | None
+    limits: dict[str, tuple[int, int]]
+
+
+class Sender:
+    """Sends jobs concurrently over one HTTP connection pool; maps answers to outcomes."""
+
+    def __init__(
+        self,
+        credentials: dict[int, Credentials],
+        *,
+        concurrency: int = 32,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.credentials = credentials
+        self.settings = get_settings()
+        self._sem = asyncio.Semaphore(concurrency)
+        self._http = httpx.AsyncClient(
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+        self._token_locks: dict[str, asyncio.Lock] = {}
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Sender:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def send_all(self, jobs: Sequence[Job]) -> list[Outcome]:
+        return list(await asyncio.gather(*(self.send(j) for j in jobs)))
+
+    async def send(self, job: Job) -> Outcome:
+        creds = self.credentials[job.tenant_id]
+        limit = creds.limits.get(job.channel) or DEFAULT_LIMITS.get(job.channel)
+        if limit is not None:
+            wait = limiter.take(f"{job.tenant_id}:{job.rate_key}", *limit)
+            if wait > 0:
+                return Outcome(
+                    job.delivery_id,
+                    QUEUED,
+                    error_code="rate_limited",
+                    error_message="local rate limit",
+                    retry_in=wait,
+                    counts_attempt=False,
+                )
+        async with self._sem:
+            try:
+                external_id = await self._dispatch(job, creds)
+            except ChannelError as err:
+                return self._failure(job, err)
+        return Outcome(job.delivery_id, SENT, external_id=external_id)
+
+    def _failure(self, job: Job, err: ChannelError) -> Outcome:
+        if err.code == "43101" and job.after_interruption:
+            # The interrupted attempt spent the member's single consent: WeChat delivered it.
+            return Outcome(
+                job.delivery_id,
+                SENT,
+                error_code="43101",
+                error_message="delivered by the interrupted attempt (consent already used)",
+            )
+        if not err.retryable:
+            return Outcome(
+                job.delivery_id, UNDELIVERABLE, error_code=err.code, error_message=err.message
+            )
+        if job.attempts >= MAX_ATTEMPTS:
+            return Outcome(job.delivery_id, FAILED, error_code=err.code, error_message=err.message)
+        return Outcome(
+            job.delivery_id,
+            QUEUED,
+            error_code=err.code,
+            error_message=err.message,
+            retry_in=backoff(job.attempts),
+        )
+
+    async def _dispatch(self, job: Job, creds: Credentials) -> str:
+        base_wechat = self.settings.wechat_api_base.rstrip("/")
+        base_wecom = self.settings.wecom_api_base.rstrip("/")
+        if job.channel == SUBSCRIBE:
+            app = _need(creds.wechat, "mini program")
+            data = await self._with_token(
+                base_wechat,
+                app["appid"],
+                app["secret"],
+                "/cgi-bin/message/subscribe/send",
+                job.payload,
+                wecom=False,
+            )
+            return str(data.get("msgid", ""))
+        if job.channel == OA_TEMPLATE:
+            app = _need(creds.official_account, "official account")
+            data = await self._with_token(
+                base_wechat,
+                app["appid"],
+                app["secret"],
+                "/cgi-bin/message/template/send",
+                job.payload,
+                wecom=False,
+            )
+            return str(data.get("msgid", ""))
+        if job.channel == ROBOT:
+            body = {k: v for k, v in job.payload.items() if k != "key"}
+            data = await self._post(
+                f"{base_wecom}/cgi-bin/webhook/send", {"key": job.payload["key"]}, body
+            )
+            _check(data)
+            return ""
+        if job.channel == GROUP_MASS:
+            corp = _need(creds.wecom, "WeCom")
+            body = {k: v for k, v in job.payload.items() if k != "chat_id"}
+            body["chat_id_list"] = [job.payload["chat_id"]]
+            data = await self._with_token(
+                base_wecom,
+                corp["corpid"],
+                corp["secret"],
+                "/cgi-bin/externalcontact/add_msg_template",
+                body,
+                wecom=True,
+            )
+            return str(data.get("msgid", ""))
+        raise ChannelError("channel", f"unknown channel {job.channel}", retryable=False)
+
+    async def _post(self, url: str, params: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            resp = await self._http.post(url, params=params, json=body)
+        except httpx.TimeoutException:
+            raise ChannelError("timeout", "no answer in time", retryable=True) from None
+        except httpx.HTTPError as err:
+            raise ChannelError(
+                "unreachable", str(err) or type(err).__name__, retryable=True
+            ) from None
+        return _json(resp)
+
+    async def _token(self, base: str, appid: str, secret: str, *, wecom: bool) -> str:
+        key = f"{base}|{appid}"
+        found = tokens.get(key)
+        if found:
+            return found
+        lock = self._token_locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one fetch for every job of the batch waiting on it
+            found = tokens.get(key)
+            if found:
+                return found
+            try:
+                if wecom:
+                    resp = await self._http.get(
+                        f"{base}/cgi-bin/gettoken", params={"corpid": appid, "corpsecret": secret}
+                    )
+                else:
+                    resp = await self._http.get(
+                        f"{base}/cgi-bin/token",
+                        params={
+                            "grant_type": "client_credential",
+                            "appid": appid,
+                            "secret": secret,
+                        },
+                    )
+            except httpx.HTTPError as err:
+                raise ChannelError(
+                    "unreachable", str(err) or type(err).__name__, retryable=True
+                ) from None
+            data = _json(resp)
+            _check(data)
+            token = str(data.get("access_token") or "")
+            if not token:
+                raise ChannelError("token", "no access_token in the answer", retryable=True)
+            tokens.put(key, token, int(data.get("expires_in") or 7200))
+            return token
+
+    async def _with_token(
+        self, base: str, appid: str, secret: str, path: str, body: dict[str, Any], *, wecom: bool
+    ) -> dict[str, Any]:
+        key = f"{base}|{appid}"
+        for attempt in (1, 2):
+            token = await self._token(base, appid, secret, wecom=wecom)
+            data = await self._post(f"{base}{path}", {"access_token": token}, body)
+            code = _errcode(data)
+            if code in TOKEN_ERRORS and attempt == 1:
+                tokens.drop(key, token)  # refetch once, then give the error its due
+                continue
+            _check(data)
+            return data
+        raise AssertionError("unreachable")
+
+
+def _need(cfg: dict[str, str] | None, what: str) -> dict[str, str]:
+    if not cfg:
+        raise ChannelError(
+            "not_configured", f"{what} credentials are not configured", retryable=False
+        )
+    return cfg
+
+
+def _json(resp: httpx.Response) -> dict[str, Any]:
+    if resp.status_code >= 500:
+        raise ChannelError(f"http_{resp.status_code}", resp.reason_phrase, retryable=True)
+    if resp.status_code >= 400:
+        raise ChannelError(f"http_{resp.status_code}", resp.reason_phrase, retryable=False)
+    try:
+        data = resp.json()
+    except ValueError:
+        raise ChannelError("bad_answer", "the answer is not JSON", retryable=True) from None
+    if not isinstance(data, dict):
+        raise ChannelError("bad_answer", "the answer is not a JSON object", retryable=True)
+    return data
+
+
+def _errcode(data: dict[str, Any]) -> int:
+    try:
+        return int(data.get("errcode") or 0)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _check(data: dict[str, Any]) -> None:
+    code = _errcode(data)
+    if code == 0:
+        return
+    retryable = code in RETRYABLE or code in TOKEN_ERRORS
+    raise ChannelError(str(code), str(data.get("errmsg", ""))[:500], retryable=retryable)
+
+
+def credentials_of(settings: dict[str, Any]) -> Credentials:
+    limits = {
+        str(k): (int(v[0]), int(v[1]))
+        for k, v in (settings.get("message_rate_limits") or {}).items()
+        if isinstance(v, list | tuple) and len(v) == 2
+    }
+    return Credentials(
+        wechat=settings.get("wechat") or None,
+        official_account=settings.get("official_account") or None,
+        wecom=settings.get("wecom") or None,
+        limits=limits,
+    )

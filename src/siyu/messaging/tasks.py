@@ -1,0 +1,113 @@
+"""Messaging jobs: expand a target into deliveries, dispatch batches, the minute tick (SOP
+schedules, "send at" broadcasts, interrupted and retried deliveries)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from huey import crontab
+
+from siyu.core.db import unit_of_work
+from siyu.core.jobs import huey
+from siyu.messaging import service
+from siyu.tenants.models import Tenant
+
+log = logging.getLogger("siyu.messaging")
+
+# Dispatch jobs started per message (each claims its own batches; extra ones find nothing).
+DISPATCHERS = 4
+BATCH = 200
+
+
+@huey.task(name="messaging.dispatch")  # type: ignore[untyped-decorator]
+def dispatch(message_id: int) -> int:
+    return run_dispatch(message_id)
+
+
+@huey.task(name="messaging.expand")  # type: ignore[untyped-decorator]
+def expand_task(message_id: int) -> int:
+    return run_expand(message_id)
+
+
+def kick(message_id: int) -> None:
+    """Start dispatchers for a message (called after the commit that queued deliveries)."""
+    for _ in range(DISPATCHERS):
+        dispatch(message_id)
+
+
+def kick_later(message_id: int, delay: float) -> None:
+    dispatch.schedule((message_id,), delay=max(0.0, delay))
+
+
+def expand(message_id: int) -> None:
+    expand_task(message_id)
+
+
+def run_expand(message_id: int) -> int:
+    chunks = 0
+    while True:
+        with unit_of_work() as db:
+            more = service.expand_chunk(db, message_id=message_id)
+        if not more:
+            return chunks
+        chunks += 1
+
+
+def run_dispatch(message_id: int, *, batch: int = BATCH, transport: object = None) -> int:
+    """Claim and send batches until none is due; returns the deliveries handled."""
+    return asyncio.run(_dispatch(message_id, batch=batch, transport=transport))
+
+
+async def _dispatch(message_id: int, *, batch: int, transport: object) -> int:
+    from siyu.messaging.channels import Sender, credentials_of
+    from siyu.messaging.models import Message
+
+    with unit_of_work() as db:
+        msg = db.get(Message, message_id)
+        if msg is None:
+            return 0
+        tenant = db.get(Tenant, msg.tenant_id)
+        assert tenant is not None
+        creds = {tenant.id: credentials_of(tenant.settings or {})}
+    handled = 0
+    async with Sender(creds, transport=transport) as sender:  # type: ignore[arg-type]
+        while True:
+            with unit_of_work() as db:
+                claim = service.claim_batch(db, message_id=message_id, limit=batch)
+            if not claim.claimed:
+                break
+            handled += claim.claimed
+            if claim.jobs:
+                outcomes = await sender.send_all(claim.jobs)
+                with unit_of_work() as db:
+                    service.record_outcomes(db, message_id=message_id, outcomes=outcomes)
+    with unit_of_work() as db:
+        service.finish_if_done(db, message_id=message_id)
+    return handled
+
+
+def run_tick() -> dict[str, int]:
+    """Everything the minute tick does, callable directly (tests, `siyu messages tick`)."""
+    from siyu.messaging import schedules
+
+    with unit_of_work() as db:
+        requeued = service.requeue_interrupted(db)
+    with unit_of_work() as db:
+        started = service.start_due(db)
+    ran = schedules.run_due_all()
+    with unit_of_work() as db:
+        due = service.messages_with_due(db)
+    for message_id in set(due) | set(requeued):
+        dispatch(message_id)
+    return {
+        "requeued": len(requeued),
+        "started": len(started),
+        "sop_runs": ran,
+        "kicked": len(set(due) | set(requeued)),
+    }
+
+
+@huey.periodic_task(crontab(minute="*"), name="messaging.tick")  # type: ignore[untyped-decorator]
+def tick() -> dict[str, int]:
+    return run_tick()
