@@ -125,7 +125,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(*, start_consumer: bool = True) -> FastAPI:
+    from siyu.checkin import api as checkin_api
+    from siyu.checkin import pages as checkin_pages
     from siyu.ledger import api as ledger_api
+    from siyu.live import api as live_api
+    from siyu.live import pages as live_pages
     from siyu.members import api as members_api
     from siyu.members import pages as member_pages
     from siyu.tenants import api as tenants_api
@@ -154,6 +158,10 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
         ledger_api.router,
         admin_pages.router,
         member_pages.router,
+        live_api.router,
+        live_pages.router,
+        checkin_api.router,
+        checkin_pages.router,
     ):
         app.include_router(router)
 

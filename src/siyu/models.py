@@ -2,6 +2,8 @@
 
 
 def import_all() -> None:
+    import siyu.checkin.models
     import siyu.ledger.models
+    import siyu.live.models
     import siyu.members.models
     import siyu.tenants.models  # noqa: F401

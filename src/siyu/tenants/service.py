@@ -38,6 +38,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     ),
 }
 PERMISSIONS["owner"] = PERMISSIONS["operator"] | {"operators.manage", "tenant.manage"}
+# Live calendar and lineups, the on-sale action, the check-in rule (issue 6): everyone reads,
+# operators and owners manage.
+PERMISSIONS.update({role: perms | {"live.read"} for role, perms in PERMISSIONS.items()})
+for _role in ("operator", "owner"):
+    PERMISSIONS[_role] = PERMISSIONS[_role] | {"live.manage"}
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "points_expiry": {"kind": "year_end", "years": 1},
