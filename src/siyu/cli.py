@@ -33,6 +33,10 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 
+from siyu.live.cli import app as live_app  # noqa: E402
+
+app.add_typer(live_app, name="live")
+
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
 
 
