@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from siyu.ledger import service as ledger
 from siyu.ledger.models import JournalEntry
+from siyu.live.models import LiveProduct, LiveSession, Reservation
 from siyu.members import service as members
 from siyu.members.models import Member
 from siyu.tenants import service as tenants
@@ -106,3 +107,73 @@ def member_headers(member: Member) -> dict[str, str]:
 
     token = sign_member_token(tenant_id=member.tenant_id, member_id=member.id)
     return {"Authorization": f"Bearer {token}"}
+
+
+# --- live (issue 6) ---------------------------------------------------------------------------
+
+
+def make_session(
+    db: Session,
+    tenant: Tenant,
+    *,
+    theme: str = "零食节",
+    starts_at: object = None,
+    hours: float = 3,
+    platform: str = "taobao",
+    **kw: object,
+) -> LiveSession:
+    """A scheduled session; by default tomorrow 20:00 UTC (from the current clock)."""
+    import datetime as dt
+
+    from siyu.core import clock
+    from siyu.live import service as live
+
+    start = starts_at or (clock.now() + dt.timedelta(days=1)).replace(
+        hour=20, minute=0, second=0, microsecond=0
+    )
+    assert isinstance(start, dt.datetime)
+    return live.create_session(
+        db,
+        tenant_id=tenant.id,
+        platform=platform,
+        theme=theme,
+        starts_at=start,
+        ends_at=start + dt.timedelta(hours=hours),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def add_product(
+    db: Session,
+    session: LiveSession,
+    *,
+    title: str = "每日坚果",
+    live_price_fen: int = 5990,
+    list_price_fen: int = 9900,
+    **kw: object,
+) -> LiveProduct:
+    from siyu.live import service as live
+
+    return live.add_product(
+        db,
+        tenant_id=session.tenant_id,
+        session_id=session.id,
+        title=title,
+        live_price_fen=live_price_fen,
+        list_price_fen=list_price_fen,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def reserve(
+    db: Session, member: Member, session: LiveSession, product: LiveProduct | None = None
+) -> Reservation:
+    from siyu.live import service as live
+
+    return live.reserve(
+        db,
+        tenant_id=member.tenant_id,
+        member_id=member.id,
+        session_id=session.id,
+        product_id=product.id if product else None,
+    )

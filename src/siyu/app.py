@@ -125,7 +125,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(*, start_consumer: bool = True) -> FastAPI:
+    from siyu.checkin import api as checkin_api
+    from siyu.checkin import pages as checkin_pages
     from siyu.ledger import api as ledger_api
+    from siyu.live import api as live_api
+    from siyu.live import pages as live_pages
     from siyu.members import api as members_api
     from siyu.members import pages as member_pages
     from siyu.messaging import api as messaging_api
@@ -158,6 +162,10 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
         member_pages.router,
         messaging_api.router,
         messaging_pages.router,
+        live_api.router,
+        live_pages.router,
+        checkin_api.router,
+        checkin_pages.router,
     ):
         app.include_router(router)
 

@@ -36,6 +36,10 @@ from siyu.messaging.cli import app as messages_app  # noqa: E402
 
 app.add_typer(messages_app, name="messages")
 
+from siyu.live.cli import app as live_app  # noqa: E402
+
+app.add_typer(live_app, name="live")
+
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
 
 

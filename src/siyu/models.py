@@ -2,7 +2,9 @@
 
 
 def import_all() -> None:
+    import siyu.checkin.models
     import siyu.ledger.models
+    import siyu.live.models
     import siyu.members.models
     import siyu.messaging.models
     import siyu.tenants.models  # noqa: F401

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from siyu.core.db import Base
+from siyu.live import service as live
 from siyu.members import service as members
 from siyu.models import import_all
 from siyu.tenants import service as tenants
@@ -31,11 +32,14 @@ from tests.core.routes import (
 )
 from tests.factories import (
     PASSWORD,
+    add_product,
     grant,
     make_member,
     make_operator,
+    make_session,
     make_tenant,
     member_headers,
+    reserve,
     spend,
     token_headers,
 )
@@ -104,6 +108,7 @@ def world(db) -> World:
     eb = grant(db, mb, 500)
     spend(db, mb, 100)
     msg_a, msg_b = _messaging(db, a, ma, "甲方"), _messaging(db, b, mb, "乙方专属")
+    live_a, live_b = _live(db, a, ma, "甲方零食节"), _live(db, b, mb, "乙方专属零食节")
     return World(
         a=a,
         b=b,
@@ -114,6 +119,7 @@ def world(db) -> World:
             "slug": a.slug,
             "token_id": spare.token.id,
             **msg_a,
+            **live_a,
         },
         b_values={
             "member_id": mb.id,
@@ -122,6 +128,7 @@ def world(db) -> World:
             "slug": b.slug,
             "token_id": b_token.token.id,
             **msg_b,
+            **live_b,
         },
         operator_headers=token_headers(db, owner),
         member_headers=member_headers(ma),
@@ -153,6 +160,21 @@ def _messaging(db, tenant, member, marker: str) -> dict[str, int]:
         "template_id": tpl.id,
         "schedule_id": sop.id,
         "group_id": group.id,
+    }
+
+
+def _live(db, tenant, member, theme: str) -> dict[str, Any]:
+    """A session with one product, reserved by ``member``, its guide shared."""
+    session = make_session(db, tenant, theme=theme)
+    product = add_product(db, session, title=f"{theme}坚果")
+    reservation = reserve(db, member, session, product)
+    live.share_guide(db, tenant_id=tenant.id, session_id=session.id)
+    return {
+        "session_id": session.id,
+        "product_id": product.id,
+        "reservation_id": reservation.id,
+        "share_token": session.share_token,
+        "click_token": reservation.click_token,
     }
 
 
@@ -273,9 +295,16 @@ def test_member_of_tenant_a_is_signed_out_on_tenant_b_pages(db, client, world):
     slug_routes = [k for k in PROTECTED_PAGES if "slug" in path_params(k[1])]
     assert slug_routes
 
+    csrf = csrf_of(client.get(f"/m/{world.b.slug}/login").text)
     for method, path in slug_routes:
-        assert method == "GET", f"add a cross-tenant check for {method} {path}"
-        resp = send(client, method, path, world.a_values | {"slug": world.b.slug})
+        # Forms carry the session's valid CSRF token: the refusal is about the tenant.
+        resp = send(
+            client,
+            method,
+            path,
+            world.a_values | {"slug": world.b.slug},
+            csrf=None if method == "GET" else csrf,
+        )
 
         assert resp.status_code == 303, f"{method} {path}: {resp.status_code}"
         assert resp.headers["location"] == f"/m/{world.b.slug}/login"
@@ -315,8 +344,14 @@ def lone(db) -> dict[str, Any]:
     entry = grant(db, member, 100)
     token = tenants.issue_token(db, operator=make_operator(db, tenant))
     msg = _messaging(db, tenant, member, "独")
+    session = make_session(db, tenant)
+    product = add_product(db, session)
+    reservation = reserve(db, member, session, product)
     return {
         **msg,
+        "session_id": session.id,
+        "product_id": product.id,
+        "reservation_id": reservation.id,
         "token_id": token.token.id,
         "member_id": member.id,
         "entry_id": entry.id,

@@ -185,35 +185,15 @@ def test_create_operator_refuses_duplicate_username_in_tenant(db):
     assert db.get(Operator, first.id).role == "owner"
 
 
+READ = {"tenant.read", "members.read", "points.read", "messages.read", "live.read"}
+SERVICE = READ | {"members.write"}
+OPERATOR = SERVICE | {"points.adjust", "messages.send", "messages.manage", "live.manage"}
+OWNER = OPERATOR | {"operators.manage", "tenant.manage"}
+
+
 @pytest.mark.parametrize(
     ("role", "allowed"),
-    [
-        ("analyst", {"members.read", "points.read", "tenant.read", "messages.read"}),
-        (
-            "service",
-            {"members.read", "members.write", "points.read", "tenant.read", "messages.read"},
-        ),
-        (
-            "operator",
-            {"members.read", "members.write", "points.read", "points.adjust", "tenant.read"}
-            | {"messages.read", "messages.send", "messages.manage"},
-        ),
-        (
-            "owner",
-            {
-                "members.read",
-                "members.write",
-                "points.read",
-                "points.adjust",
-                "tenant.read",
-                "operators.manage",
-                "tenant.manage",
-                "messages.read",
-                "messages.send",
-                "messages.manage",
-            },
-        ),
-    ],
+    [("analyst", READ), ("service", SERVICE), ("operator", OPERATOR), ("owner", OWNER)],
 )
 def test_role_permissions(role, allowed):
     every = set().union(*tenants.PERMISSIONS.values())

@@ -28,20 +28,28 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 MIN_PASSWORD = 8
 
-# What each role may do. Analysts read; service staff also edit members; operators also move
-# points; owners also manage operators and tenant settings.
-PERMISSIONS: dict[str, frozenset[str]] = {
-    "analyst": frozenset({"members.read", "points.read", "tenant.read"}),
-    "service": frozenset({"members.read", "members.write", "points.read", "tenant.read"}),
-    "operator": frozenset(
-        {"members.read", "members.write", "points.read", "points.adjust", "tenant.read"}
-    ),
+# Roles nest: analysts read; service staff also edit members; operators also move points,
+# send messages and run the live room; owners also manage operators and tenant settings.
+ROLE_RANK = {"analyst": 0, "service": 1, "operator": 2, "owner": 3}
+# Every permission and the least role that holds it. A new domain adds its lines here.
+LEAST_ROLE: dict[str, str] = {
+    "tenant.read": "analyst",
+    "members.read": "analyst",
+    "points.read": "analyst",
+    "messages.read": "analyst",
+    "live.read": "analyst",
+    "members.write": "service",
+    "points.adjust": "operator",
+    "messages.send": "operator",
+    "messages.manage": "operator",
+    "live.manage": "operator",
+    "operators.manage": "owner",
+    "tenant.manage": "owner",
 }
-PERMISSIONS["owner"] = PERMISSIONS["operator"] | {"operators.manage", "tenant.manage"}
-for _role in PERMISSIONS:  # messaging: everyone reads; operators and owners send and edit
-    PERMISSIONS[_role] |= {"messages.read"}
-    if _role in ("operator", "owner"):
-        PERMISSIONS[_role] |= {"messages.send", "messages.manage"}
+PERMISSIONS: dict[str, frozenset[str]] = {
+    role: frozenset(p for p, least in LEAST_ROLE.items() if rank >= ROLE_RANK[least])
+    for role, rank in ROLE_RANK.items()
+}
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "points_expiry": {"kind": "year_end", "years": 1},
