@@ -4,4 +4,5 @@
 def import_all() -> None:
     import siyu.ledger.models
     import siyu.members.models
+    import siyu.orders.models
     import siyu.tenants.models  # noqa: F401
