@@ -128,6 +128,8 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
     from siyu.ledger import api as ledger_api
     from siyu.members import api as members_api
     from siyu.members import pages as member_pages
+    from siyu.orders import api as orders_api
+    from siyu.orders import pages as orders_pages
     from siyu.tenants import api as tenants_api
     from siyu.tenants import pages as admin_pages
 
@@ -154,6 +156,8 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
         ledger_api.router,
         admin_pages.router,
         member_pages.router,
+        orders_api.router,
+        orders_pages.router,
     ):
         app.include_router(router)
 

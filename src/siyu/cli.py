@@ -33,6 +33,10 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 
+from siyu.orders.cli import app as orders_app  # noqa: E402
+
+app.add_typer(orders_app, name="orders")
+
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
 
 

@@ -45,9 +45,10 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from siyu.core.i18n import _l
 from siyu.core.i18n import gettext as _
 from siyu.orders import models as m
 from siyu.orders.errors import UnknownFormat, UnreadableFile
@@ -112,7 +113,7 @@ def money_fen(v: str, column: str) -> int:
         return 0
     found = _MONEY.match(v)
     if not found:
-        raise Bad(column, _("bad amount"))
+        raise Bad(column, "bad amount")
     return int(found.group(1)) * 100 + int((found.group(2) or "0").ljust(2, "0"))
 
 
@@ -121,7 +122,7 @@ def fen_cell(v: str, column: str) -> int:
     if not v:
         return 0
     if not v.isdigit() or len(v) > 12:
-        raise Bad(column, _("bad amount"))
+        raise Bad(column, "bad amount")
     return int(v)
 
 
@@ -137,7 +138,7 @@ class Times:
             return None
         found = _TIME.match(v)
         if not found:
-            raise Bad(column, _("bad time"))
+            raise Bad(column, "bad time")
         y, mo, d, h, mi, s, off = found.groups()
         try:
             if off:
@@ -153,23 +154,23 @@ class Times:
                 int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), tzinfo=tz
             )
         except ValueError:
-            raise Bad(column, _("bad time")) from None
+            raise Bad(column, "bad time") from None
         return local.astimezone(dt.UTC)
 
 
 def order_no(v: str, column: str) -> str:
     if not v:
-        raise Bad(column, _("missing order number"))
+        raise Bad(column, "missing order number")
     if not _ORDER_NO.match(v):
-        raise Bad(column, _("bad order number"))
+        raise Bad(column, "bad order number")
     return v
 
 
 def buyer(v: str, column: str) -> str:
     if not v:
-        raise Bad(column, _("missing buyer account"))
+        raise Bad(column, "missing buyer account")
     if len(v) > 64:
-        raise Bad(column, _("buyer account longer than 64 characters"))
+        raise Bad(column, "buyer account longer than 64 characters")
     return v
 
 
@@ -242,7 +243,7 @@ class Taobao(Layout):
         status_text = self.get(row, "订单状态").replace(",", "，")
         status = TAOBAO_STATUS.get(status_text)
         if status is None:
-            raise Bad("订单状态", _("unknown status"))
+            raise Bad("订单状态", "unknown status")
         paid = money_fen(self.get(row, "买家实际支付金额"), "买家实际支付金额")
         refund = money_fen(self.get(row, "退款金额"), "退款金额")
         return Record(
@@ -267,7 +268,7 @@ class Douyin(Layout):
     def parse(self, line: int, row: list[str]) -> Record:
         status = DOUYIN_STATUS.get(self.get(row, "订单状态"))
         if status is None:
-            raise Bad("订单状态", _("unknown status"))
+            raise Bad("订单状态", "unknown status")
         paid = money_fen(self.get(row, "订单应付金额"), "订单应付金额")
         after_sale = self.get(row, "售后状态")
         return Record(
@@ -302,15 +303,15 @@ class Generic(Layout):
     def parse(self, line: int, row: list[str]) -> Record:
         platform = self.get(row, "platform").lower()
         if platform not in PLATFORMS:
-            raise Bad("platform", _("unknown platform"))
+            raise Bad("platform", "unknown platform")
         status = self.get(row, "status").lower()
         if status not in m.STATUSES:
-            raise Bad("status", _("unknown status"))
+            raise Bad("status", "unknown status")
         session = self.session_id
         raw_session = self.get(row, "session_id")
         if session is None and raw_session:
             if not raw_session.isdigit() or len(raw_session) > 9:
-                raise Bad("session_id", _("bad session id"))
+                raise Bad("session_id", "bad session id")
             session = int(raw_session)
         paid = self._money(row, "paid")
         return Record(
@@ -408,7 +409,7 @@ def open_source(
                 return
             except UnicodeDecodeError:
                 # The decoder fails for the rest of its buffer: report and stop, never guess.
-                yield Reject(line + 1, "", _("undecodable bytes; the rest of the file is unread"))
+                yield Reject(line + 1, "", "undecodable bytes; the rest of the file is unread")
                 return
             except csv.Error as err:
                 yield Reject(reader.line_num, "", str(err))
@@ -416,7 +417,7 @@ def open_source(
                 continue
             first, line = line + 1, reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
-                yield Reject(first, "", _("empty row"))
+                yield Reject(first, "", "empty row")
                 continue
             yield from _one(layout, first, row)
 
@@ -432,9 +433,7 @@ def open_source(
 
 def _one(layout: Layout, line: int, row: list[str]) -> Iterator[Record | Reject]:
     if len(row) < layout.width:
-        yield Reject(
-            line, "", _("short row: {n} of {width} columns").format(n=len(row), width=layout.width)
-        )
+        yield Reject(line, "", "short row")
         return
     try:
         yield layout.parse(line, row)
@@ -499,7 +498,7 @@ def _open_xlsx(
             done[0] = line
             row = [_cell(v) for v in values]
             if not any(c.strip() for c in row):
-                yield Reject(line, "", _("empty row"))
+                yield Reject(line, "", "empty row")
                 continue
             row += [""] * (layout.width - len(row))  # XLSX drops trailing empty cells
             yield from _one(layout, line, row)
@@ -515,10 +514,24 @@ def _open_xlsx(
     )
 
 
+# Row reasons are stored in English (stable for the API and CLI) and translated when shown
+# (pages, the downloadable report); listed here so extraction puts them in the catalog.
+REASONS = (
+    _l("bad amount"),
+    _l("bad time"),
+    _l("missing order number"),
+    _l("bad order number"),
+    _l("missing buyer account"),
+    _l("buyer account longer than 64 characters"),
+    _l("unknown status"),
+    _l("unknown platform"),
+    _l("bad session id"),
+    _l("empty row"),
+    _l("short row"),
+    _l("undecodable bytes; the rest of the file is unread"),
+)
+
+
 def data_rows(items: list[Record | Reject]) -> int:
     """File rows behind these items (a merged Douyin order stands for several rows)."""
     return sum(1 + r.merged if isinstance(r, Record) else 1 for r in items)
-
-
-def as_text(stream: IO[bytes]) -> io.TextIOWrapper:  # pragma: no cover - convenience
-    return io.TextIOWrapper(stream, encoding="utf-8", newline="")

@@ -701,7 +701,9 @@ def get_claim(db: Session, *, tenant_id: int, claim_id: int) -> m.Claim:
     return claim
 
 
-def approve_claim(db: Session, *, tenant_id: int, claim_id: int, operator_id: int) -> m.Claim:
+def approve_claim(
+    db: Session, *, tenant_id: int, claim_id: int, operator_id: int | None
+) -> m.Claim:
     """Credit a flagged claim (its order must still pass every rule)."""
     claim = _reviewable(db, tenant_id, claim_id)
     claim.reviewer_id = operator_id
@@ -720,7 +722,7 @@ def approve_claim(db: Session, *, tenant_id: int, claim_id: int, operator_id: in
 
 
 def reject_claim(
-    db: Session, *, tenant_id: int, claim_id: int, operator_id: int, reason: str
+    db: Session, *, tenant_id: int, claim_id: int, operator_id: int | None, reason: str
 ) -> m.Claim:
     reason = (reason or "").strip()
     if not reason:

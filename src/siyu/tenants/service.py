@@ -38,6 +38,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     ),
 }
 PERMISSIONS["owner"] = PERMISSIONS["operator"] | {"operators.manage", "tenant.manage"}
+# Orders (issue 4): everyone reads; service staff review claims; operators import and rebind.
+for _role, _perms in (
+    ("analyst", {"orders.read"}),
+    ("service", {"orders.read", "orders.review"}),
+    ("operator", {"orders.read", "orders.review", "orders.import"}),
+    ("owner", {"orders.read", "orders.review", "orders.import"}),
+):
+    PERMISSIONS[_role] = PERMISSIONS[_role] | _perms
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "points_expiry": {"kind": "year_end", "years": 1},
