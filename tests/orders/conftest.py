@@ -30,3 +30,18 @@ def run(db, tmp_path):
         return result
 
     return go
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_counters():
+    """Rate-limit counters live in Redis on the PostgreSQL run and outlive a test, while the
+    ``committed`` fixture restarts ids: clear this run's counters after each test."""
+    yield
+    from siyu.core.settings import get_settings
+    from siyu.orders.abuse import _redis
+
+    settings = get_settings()
+    if settings.redis_url:
+        client = _redis(settings.redis_url)
+        for key in client.scan_iter(f"{settings.queue_name}:orders:rate:*"):
+            client.delete(key)

@@ -488,13 +488,46 @@ def claim_order(
         reason = _order_problem(db, claim, order)
     if reason:
         return _reject(db, claim, reason)
-    db.add(claim)
-    db.flush()
-    if order is not None:  # else pending: an import matches it, or it expires
+    if order is None:  # pending: an import matches it, or it expires
+        db.add(claim)
+        db.flush()
+    else:
+        # Take the order as the claim is written: the unique live-claim key decides races
+        # (on PostgreSQL a concurrent taker waits for the first transaction, then fails here).
+        claim.active_key = f"{platform}:{order_no}"
+        try:
+            with db.begin_nested():
+                db.add(claim)
+        except IntegrityError:
+            holder = _live_claim(db, tenant_id, platform, order_no)
+            if holder is not None and holder.member_id == member_id:  # our own retry won
+                abuse.mark_ok(db, tenant_id=tenant_id, member_id=member_id)
+                return holder
+            return _reject(db, _copy_rejected(claim), e.AlreadyClaimed.code)
         _decide(db, claim, order, flagged=flagged)
     if claim.status != m.REJECTED:
         abuse.mark_ok(db, tenant_id=tenant_id, member_id=member_id)
     return claim
+
+
+def _copy_rejected(c: m.Claim) -> m.Claim:
+    """A fresh row for a claim whose insert lost the race (that row was rolled back)."""
+    return m.Claim(
+        tenant_id=c.tenant_id,
+        member_id=c.member_id,
+        platform=c.platform,
+        order_no=c.order_no,
+        account=c.account,
+        active_key=None,
+        status=m.REJECTED,
+        reason="",
+        points=0,
+        clawed_points=0,
+        flagged=c.flagged,
+        ip=c.ip,
+        created_at=c.created_at,
+        expires_at=c.expires_at,
+    )
 
 
 def _take(db: Session, claim: m.Claim) -> bool:
