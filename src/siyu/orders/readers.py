@@ -106,8 +106,22 @@ def clean(v: str) -> str:
     return v
 
 
+_FEN_CACHE: dict[str, int] = {}
+
+
 def money_fen(v: str, column: str) -> int:
     """``128.5`` / ``¥128.50`` / ``0元`` / empty → fen. Integer arithmetic only."""
+    found = _FEN_CACHE.get(v)  # a live room sells a few prices many times
+    if found is not None:
+        return found
+    fen = _money_fen(v, column)
+    if len(_FEN_CACHE) > 50_000:
+        _FEN_CACHE.clear()
+    _FEN_CACHE[v] = fen
+    return fen
+
+
+def _money_fen(v: str, column: str) -> int:
     v = v.replace("元", "").replace("¥", "").replace("￥", "").replace(",", "").strip()
     if not v:
         return 0
@@ -131,8 +145,20 @@ class Times:
 
     def __init__(self, tz: str) -> None:
         self.zone = ZoneInfo(tz)
+        # Orders of one live session share their minutes and seconds: parse each text once.
+        self.seen: dict[str, dt.datetime | None] = {}
 
     def __call__(self, v: str, column: str) -> dt.datetime | None:
+        found = self.seen.get(v)
+        if found is not None:
+            return found
+        parsed = self._parse(v, column)
+        if len(self.seen) > 50_000:
+            self.seen.clear()
+        self.seen[v] = parsed
+        return parsed
+
+    def _parse(self, v: str, column: str) -> dt.datetime | None:
         v = v.strip()
         if not v or v in ("-", "null"):
             return None
@@ -239,25 +265,35 @@ class Taobao(Layout):
     format = "taobao"
     required = ("订单编号", "买家会员名", "买家实际支付金额", "订单状态")
 
+    def __init__(self, header: list[str], *, tz: str, session_id: int | None) -> None:
+        super().__init__(header, tz=tz, session_id=session_id)
+        pos = self.pos
+        # The hot loop of a million-row import: column positions looked up once.
+        self.i_no, self.i_buyer = pos["订单编号"], pos["买家会员名"]
+        self.i_paid, self.i_status = pos["买家实际支付金额"], pos["订单状态"]
+        self.i_refund = pos.get("退款金额")
+        self.i_created, self.i_paid_at = pos.get("订单创建时间"), pos.get("订单付款时间")
+        self.i_title = pos.get("宝贝标题")
+
     def parse(self, line: int, row: list[str]) -> Record:
-        status_text = self.get(row, "订单状态").replace(",", "，")
-        status = TAOBAO_STATUS.get(status_text)
+        status = TAOBAO_STATUS.get(clean(row[self.i_status]).replace(",", "，"))
         if status is None:
             raise Bad("订单状态", "unknown status")
-        paid = money_fen(self.get(row, "买家实际支付金额"), "买家实际支付金额")
-        refund = money_fen(self.get(row, "退款金额"), "退款金额")
+        paid = money_fen(clean(row[self.i_paid]), "买家实际支付金额")
+        refund = money_fen(clean(row[self.i_refund]), "退款金额") if self.i_refund else 0
+        times = self.times
         return Record(
-            line=line,
-            platform="taobao",
-            order_no=order_no(self.get(row, "订单编号"), "订单编号"),
-            buyer=buyer(self.get(row, "买家会员名"), "买家会员名"),
-            paid_fen=paid,
-            refund_fen=min(refund, paid),
-            status=status,
-            ordered_at=self.times(self.get(row, "订单创建时间"), "订单创建时间"),
-            paid_at=self.times(self.get(row, "订单付款时间"), "订单付款时间"),
-            items=self.get(row, "宝贝标题")[:500],
-            session_id=self.session_id,
+            line,
+            "taobao",
+            order_no(clean(row[self.i_no]), "订单编号"),
+            buyer(clean(row[self.i_buyer]), "买家会员名"),
+            paid,
+            min(refund, paid),
+            status,
+            times(row[self.i_created], "订单创建时间") if self.i_created is not None else None,
+            times(row[self.i_paid_at], "订单付款时间") if self.i_paid_at is not None else None,
+            clean(row[self.i_title])[:500] if self.i_title is not None else "",
+            self.session_id,
         )
 
 
