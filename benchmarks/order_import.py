@@ -121,7 +121,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--pg-url", default=DEFAULT_PG)
-    ap.add_argument("--profile", help="write a pyinstrument profile of the import here (.txt: text, else HTML)")
+    ap.add_argument(
+        "--profile", help="write a pyinstrument profile of the import here (.txt: text, else HTML)"
+    )
     ap.add_argument("--child", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
