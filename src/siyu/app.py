@@ -134,6 +134,8 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
     from siyu.members import pages as member_pages
     from siyu.messaging import api as messaging_api
     from siyu.messaging import pages as messaging_pages
+    from siyu.orders import api as orders_api
+    from siyu.orders import pages as orders_pages
     from siyu.tenants import api as tenants_api
     from siyu.tenants import pages as admin_pages
 
@@ -166,6 +168,8 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
         live_pages.router,
         checkin_api.router,
         checkin_pages.router,
+        orders_api.router,
+        orders_pages.router,
     ):
         app.include_router(router)
 

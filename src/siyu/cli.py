@@ -40,6 +40,10 @@ from siyu.live.cli import app as live_app  # noqa: E402
 
 app.add_typer(live_app, name="live")
 
+from siyu.orders.cli import app as orders_app  # noqa: E402
+
+app.add_typer(orders_app, name="orders")
+
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
 
 

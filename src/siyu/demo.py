@@ -87,6 +87,7 @@ def seed(db: Session) -> dict[str, Any]:
         actor=ledger.JOB,
         expires_at=clock.now() + dt.timedelta(days=20),
     )
+    seed_orders(db, tenant.id)
     return {
         "tenant": SLUG,
         "tenant_id": tenant.id,
@@ -94,3 +95,50 @@ def seed(db: Session) -> dict[str, Any]:
         "password": OPERATORS[0][1],
         "member_openid": FANS[0][0],
     }
+
+
+def seed_orders(db: Session, tenant_id: int) -> None:
+    """Live-room orders of session 1 and the fans' claims: credited, pending, in review."""
+    from sqlalchemy import select
+
+    from siyu.orders import models as om
+    from siyu.orders import service as orders
+    from siyu.orders.readers import Record
+
+    if db.scalar(select(om.Order.id).where(om.Order.tenant_id == tenant_id).limit(1)):
+        return
+    paid = clock.now() - dt.timedelta(days=2)
+    rows = [
+        ("3901000000000000001", "xiaoyu_tb", 29900, "finished", "【直播专享】精华液 30ml"),
+        ("3901000000000000002", "alan1999", 15800, "shipped", "气垫粉底 双11加赠"),
+        ("3901000000000000003", "someone_tb", 8900, "paid", "洁面乳 2 支装"),
+        ("3901000000000000004", "xiaoyu_tb", 4990, "closed", "面膜 5 片装"),
+    ]
+    imp = orders.create_import(
+        db, tenant_id=tenant_id, filename="ExportOrderList-demo.csv", fmt="taobao", session_id=1
+    )
+    records: list[Any] = [
+        Record(n + 2, "taobao", no, buyer, fen, 0, status, paid, paid, title, 1)
+        for n, (no, buyer, fen, status, title) in enumerate(rows)
+    ]
+    result = orders.import_batch(db, tenant_id=tenant_id, import_id=imp.id, items=records)
+    orders.count_batch(db, imp, result, position=0)
+    orders.finish_import(db, imp, status="done")
+    xiaoyu = members.find_by_openid(db, tenant_id=tenant_id, openid=FANS[0][0])
+    alan = members.find_by_openid(db, tenant_id=tenant_id, openid=FANS[2][0])
+    assert xiaoyu is not None
+    assert alan is not None
+    for member, no, account in (
+        (xiaoyu, rows[0][0], "xiaoyu_tb"),
+        (alan, rows[1][0], "alan1999"),
+        (xiaoyu, "3901000000000000999", "xiaoyu_tb"),  # not imported yet: pending
+    ):
+        orders.claim_order(
+            db,
+            tenant_id=tenant_id,
+            member_id=member.id,
+            platform="taobao",
+            order_no=no,
+            account=account,
+            ip="demo",
+        )

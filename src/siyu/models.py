@@ -7,4 +7,5 @@ def import_all() -> None:
     import siyu.live.models
     import siyu.members.models
     import siyu.messaging.models
+    import siyu.orders.models
     import siyu.tenants.models  # noqa: F401

@@ -236,6 +236,50 @@ CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/m/{slug}/checkin"): Call(),
     ("POST", "/m/{slug}/checkin"): Call(form={}),
     ("POST", "/m/{slug}/checkin/makeup"): Call(form={"day": "2026-11-10"}),
+    # orders
+    ("POST", "/api/v1/orders/imports"): Call(),  # multipart: the walkers send no file (422)
+    ("GET", "/api/v1/orders/imports"): Call(),
+    ("GET", "/api/v1/orders/imports/{import_id}"): Call(),
+    ("GET", "/api/v1/orders/imports/{import_id}/rejects"): Call(),
+    ("GET", "/api/v1/orders/{platform}/{order_no}"): Call(),
+    ("GET", "/api/v1/claims"): Call(),
+    ("POST", "/api/v1/claims/{claim_id}/approve"): Call(json={}),
+    ("POST", "/api/v1/claims/{claim_id}/reject"): Call(json={"reason": "walker"}),
+    ("POST", "/api/v1/platform-accounts/rebind"): Call(
+        json={"platform": "douyin", "account": "dy-walker", "member_id": 1, "reason": "walker"}
+    ),
+    ("GET", "/api/v1/platform-accounts/rebinds"): Call(),
+    ("GET", "/api/v1/orders-stats/sessions"): Call(),
+    ("GET", "/api/v1/orders-rule"): Call(),
+    ("PUT", "/api/v1/orders-rule"): Call(
+        json={
+            "points_per_yuan": 1,
+            "min_fen": 0,
+            "daily_cap": 0,
+            "claim_window_days": 30,
+            "session_multipliers": {},
+            "tier_multipliers": {},
+        }
+    ),
+    ("POST", "/api/v1/me/claims"): Call(
+        json={"platform": "taobao", "order_no": "9999", "account": "tb-tenant-a"}
+    ),
+    ("GET", "/api/v1/me/claims"): Call(),
+    ("GET", "/admin/orders"): Call(),
+    ("POST", "/admin/orders/imports"): Call(form={"format": "taobao"}),
+    ("GET", "/admin/orders/imports/{import_id}"): Call(),
+    ("GET", "/admin/orders/imports/{import_id}/progress"): Call(),
+    ("GET", "/admin/orders/imports/{import_id}/report.csv"): Call(),
+    ("GET", "/admin/orders/claims"): Call(),
+    ("POST", "/admin/orders/claims/{claim_id}/approve"): Call(form={}),
+    ("POST", "/admin/orders/claims/{claim_id}/reject"): Call(form={"reason": "walker"}),
+    ("POST", "/admin/orders/rebind"): Call(
+        form={"platform": "douyin", "account": "dy-walker", "member_id": "1", "reason": "walker"}
+    ),
+    ("GET", "/m/{slug}/claims"): Call(),
+    ("POST", "/m/{slug}/claims"): Call(
+        form={"platform": "taobao", "order_no": "9999", "account": "tb-tenant-a"}
+    ),
     # service
     ("GET", "/"): Call(public=True),
     ("GET", "/healthz"): Call(public=True),

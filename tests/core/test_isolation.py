@@ -107,20 +107,25 @@ def world(db) -> World:
     members.set_tiers(db, tenant_id=b.id, tiers=[("乙方新粉", 0), ("乙方专属", 100)])
     eb = grant(db, mb, 500)
     spend(db, mb, 100)
+    a_orders = _orders_world(db, a, buyer="tb-tenant-a", reviews=4)
+    b_orders = _orders_world(db, b, buyer="tb-tenant-b", reviews=1)
     msg_a, msg_b = _messaging(db, a, ma, "甲方"), _messaging(db, b, mb, "乙方专属")
     live_a, live_b = _live(db, a, ma, "甲方零食节"), _live(db, b, mb, "乙方专属零食节")
     return World(
         a=a,
         b=b,
-        a_values={
-            "member_id": ma.id,
-            "entry_id": ea.id,
-            "platform": "taobao",
-            "slug": a.slug,
-            "token_id": spare.token.id,
-            **msg_a,
-            **live_a,
-        },
+        a_values=_FreshClaims(
+            {
+                "member_id": ma.id,
+                "entry_id": ea.id,
+                "platform": "taobao",
+                "slug": a.slug,
+                "token_id": spare.token.id,
+                **msg_a,
+                **live_a,
+            }
+            | a_orders
+        ),
         b_values={
             "member_id": mb.id,
             "entry_id": eb.id,
@@ -129,7 +134,8 @@ def world(db) -> World:
             "token_id": b_token.token.id,
             **msg_b,
             **live_b,
-        },
+        }
+        | b_orders,
         operator_headers=token_headers(db, owner),
         member_headers=member_headers(ma),
         owner_username="a-boss",
@@ -176,6 +182,52 @@ def _live(db, tenant, member, theme: str) -> dict[str, Any]:
         "share_token": session.share_token,
         "click_token": reservation.click_token,
     }
+
+
+class _FreshClaims(dict):  # type: ignore[type-arg]
+    """Path values whose ``claim_id`` is a new claim in review at each use: the walker
+    approves and rejects through four routes, and a decided claim cannot be decided again."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "claim_id":
+            return self["review_ids"].pop()
+        return super().__getitem__(key)
+
+
+def _orders_world(db, tenant: Tenant, *, buyer: str, reviews: int) -> dict[str, Any]:
+    """An import, an order of ``buyer`` and ``reviews`` claims in review (issue 4)."""
+    from siyu.orders import service as orders
+    from siyu.orders.readers import Record
+
+    imp = orders.create_import(db, tenant_id=tenant.id, filename="o.csv", fmt=None, session_id=1)
+    numbers = [f"9{n:03d}" for n in range(reviews)]
+    records = [
+        Record(2 + n, "taobao", no, "shared", 1000, 0, "paid", None, None, "", 1)
+        for n, no in enumerate(numbers)
+    ]
+    records.append(Record(99, "taobao", "8000", buyer, 500, 0, "paid", None, None, "", 1))
+    orders.import_batch(db, tenant_id=tenant.id, import_id=imp.id, items=list(records))
+    first, second = make_member(db, tenant), make_member(db, tenant)
+    orders.claim_order(
+        db,
+        tenant_id=tenant.id,
+        member_id=first.id,
+        platform="taobao",
+        order_no="1",
+        account="shared",
+    )
+    ids = [
+        orders.claim_order(
+            db,
+            tenant_id=tenant.id,
+            member_id=second.id,
+            platform="taobao",
+            order_no=no,
+            account="shared",
+        ).id
+        for no in numbers
+    ]
+    return _FreshClaims(import_id=imp.id, order_no="8000", claim_id=ids[0], review_ids=ids)
 
 
 def csrf_of(html: str) -> str:
@@ -291,9 +343,10 @@ def test_tenant_a_gets_404_for_tenant_b_ids_on_every_route(db, client, world):
 
 
 def test_member_of_tenant_a_is_signed_out_on_tenant_b_pages(db, client, world):
-    sign_in_pages(client, world)
+    csrf = sign_in_pages(client, world)
     slug_routes = [k for k in PROTECTED_PAGES if "slug" in path_params(k[1])]
     assert slug_routes
+    before = snapshot(db, world.b.id)
 
     csrf = csrf_of(client.get(f"/m/{world.b.slug}/login").text)
     for method, path in slug_routes:
@@ -305,6 +358,7 @@ def test_member_of_tenant_a_is_signed_out_on_tenant_b_pages(db, client, world):
             world.a_values | {"slug": world.b.slug},
             csrf=None if method == "GET" else csrf,
         )
+        assert snapshot(db, world.b.id) == before, f"{method} {path} changed B's data"
 
         assert resp.status_code == 303, f"{method} {path}: {resp.status_code}"
         assert resp.headers["location"] == f"/m/{world.b.slug}/login"
@@ -358,6 +412,9 @@ def lone(db) -> dict[str, Any]:
         "platform": "taobao",
         "slug": tenant.slug,
         "tenant_id": tenant.id,
+        "import_id": 1,
+        "claim_id": 1,
+        "order_no": "1",
     }
 
 

@@ -185,9 +185,10 @@ def test_create_operator_refuses_duplicate_username_in_tenant(db):
     assert db.get(Operator, first.id).role == "owner"
 
 
-READ = {"tenant.read", "members.read", "points.read", "messages.read", "live.read"}
-SERVICE = READ | {"members.write"}
+READ = {"tenant.read", "members.read", "points.read", "messages.read", "live.read", "orders.read"}
+SERVICE = READ | {"members.write", "orders.review"}
 OPERATOR = SERVICE | {"points.adjust", "messages.send", "messages.manage", "live.manage"}
+OPERATOR |= {"orders.import"}
 OWNER = OPERATOR | {"operators.manage", "tenant.manage"}
 
 

@@ -29,3 +29,4 @@ def load_tasks() -> None:
     """Import every domain's tasks so the consumer knows them."""
     import siyu.ledger.tasks  # noqa: F401
     import siyu.messaging.tasks  # noqa: F401
+    import siyu.orders.tasks  # noqa: F401

@@ -24,9 +24,12 @@ ISSUANCE = "issuance"  # where granted points come from (negative: points owed t
 REDEMPTION = "redemption"  # where spent points go
 EXPIRY = "expiry"  # where expired points go
 SYSTEM_KINDS = (ISSUANCE, REDEMPTION, EXPIRY)
+# Per member "debt:<member_id>": points clawed back after they were spent (see ledger/debt.py).
+DEBT_ACCOUNT = "debt"
 
 # Entry kinds.
 CREDIT, DEBIT, EXPIRE, REVERSAL = "credit", "debit", "expire", "reversal"
+DEBT, SETTLE = "debt", "settle"  # a debt recorded; a debt paid from new earnings
 
 
 class Account(Base):
@@ -45,6 +48,9 @@ class Account(Base):
     balance: Mapped[int] = mapped_column(default=0)
     # Lifetime points earned (credits less reversed credits); spending and expiry leave it.
     growth: Mapped[int] = mapped_column(default=0)
+    # Wallets only: points the member owes (clawed back after being spent); the next
+    # earnings settle it first. Mirrors minus the balance of the member's debt account.
+    debt: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class JournalEntry(Base):

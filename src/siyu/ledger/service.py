@@ -171,13 +171,14 @@ def _check_reason(reason: str) -> None:
 
 # Keys the ledger derives itself (``expire:<lot>:<n>``). A caller's key there would take an
 # expiry's key first and make every later write to that wallet fail on the unique index.
-_RESERVED_KEY_PREFIXES = ("expire:",)
+_RESERVED_KEY_PREFIXES = ("expire:", "settle:")
 
 
 def _check_key(key: str) -> None:
     if not key or len(key) > 200 or key.startswith(_RESERVED_KEY_PREFIXES):
         raise InvalidField(
-            field="idempotency_key", problem=_("1–200 characters, not starting with expire:")
+            field="idempotency_key",
+            problem=_("1–200 characters, not starting with expire: or settle:"),
         )
 
 
@@ -500,6 +501,10 @@ def grant(
             }
         ],
     )
+    if locked.wallet.debt > 0:  # a debtor's earnings pay the debt first (ledger/debt.py)
+        from siyu.ledger.debt import settle
+
+        settle(db, locked.wallet, claimed)
     return claimed
 
 
@@ -994,6 +999,9 @@ def verify(db: Session, *, tenant_id: int) -> VerifyReport:
         expected = int(points) + int(moved.get(lot_id, 0))
         if expected != remaining:
             problems.append(Problem("lot_mismatch", f"lot:{lot_id}", expected, int(remaining)))
+    from siyu.ledger.debt import verify_debts
+
+    problems += [Problem(*p) for p in verify_debts(db, tenant_id=tenant_id)]
     if sum(int(v) for v in posted.values()) != 0:
         problems.append(
             Problem("ledger_unbalanced", "tenant", 0, sum(int(v) for v in posted.values()))

@@ -43,6 +43,9 @@ LEAST_ROLE: dict[str, str] = {
     "messages.send": "operator",
     "messages.manage": "operator",
     "live.manage": "operator",
+    "orders.read": "analyst",
+    "orders.review": "service",
+    "orders.import": "operator",
     "operators.manage": "owner",
     "tenant.manage": "owner",
 }

@@ -1,0 +1,99 @@
+"""Running an import: a file streamed in batches, one transaction per batch.
+
+Each batch commits its orders, rejects, claim effects and the import's counters together, so
+progress is visible to the console while the job runs, and a crash leaves whole batches
+(re-running the file is idempotent: it updates the same orders).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from siyu.core.db import unit_of_work
+from siyu.core.errors import SiyuError
+from siyu.orders import models as m
+from siyu.orders import service
+from siyu.orders.readers import Record, Reject, open_source
+from siyu.tenants.models import Tenant
+
+BATCH = 10_000
+Progress = Callable[[m.Import], None]
+
+
+def run_import(import_id: int, path: Path, *, progress: Progress | None = None) -> m.Import:
+    """Import the file behind ``import_id``; safe to run again (the same orders update)."""
+    with unit_of_work() as db:
+        imp = db.get(m.Import, import_id)
+        assert imp is not None, f"no import {import_id}"
+        tenant = db.get(Tenant, imp.tenant_id)
+        assert tenant is not None
+        tz, fmt, session_id = tenant.timezone, imp.format or None, imp.session_id
+        service.start_import(db, imp)
+    try:
+        source = open_source(path, tz=tz, fmt=fmt, session_id=session_id)
+    except SiyuError as err:
+        return _finish(import_id, m.FAILED, err.message())
+    except OSError as err:
+        return _finish(import_id, m.FAILED, str(err))
+    try:
+        with unit_of_work() as db:
+            imp = db.get(m.Import, import_id)
+            assert imp is not None
+            service.describe_import(
+                db, imp, fmt=source.format, encoding=source.encoding, size=source.size
+            )
+        # Parsing (Python, holds the GIL) overlaps the previous batch's database work (waits
+        # on the socket, releases it): a reader thread fills a queue two batches deep, so
+        # memory stays bounded.
+        Batch = tuple[list[Record | Reject], int]
+        batches: queue.Queue[Batch | BaseException | None] = queue.Queue(2)
+        stop = threading.Event()
+
+        def read() -> None:
+            try:
+                while not stop.is_set():
+                    items = list(itertools.islice(source.rows, BATCH))
+                    batches.put((items, source.position()) if items else None)
+                    if not items:
+                        return
+            except BaseException as err:  # noqa: BLE001 - handed to the writer, re-raised there
+                batches.put(err)
+
+        reader = threading.Thread(target=read, name=f"import-{import_id}", daemon=True)
+        reader.start()
+        try:
+            while (got := batches.get()) is not None:
+                if isinstance(got, BaseException):
+                    raise got
+                items, position = got
+                with unit_of_work() as db:
+                    imp = db.get(m.Import, import_id)
+                    assert imp is not None
+                    res = service.import_batch(
+                        db, tenant_id=imp.tenant_id, import_id=import_id, items=items
+                    )
+                    service.count_batch(db, imp, res, position=position)
+                if progress is not None:
+                    progress(imp)
+        finally:
+            stop.set()
+            while reader.is_alive():  # unblock a reader waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    batches.get(timeout=0.1)
+            reader.join()
+    finally:
+        source.close()
+    return _finish(import_id, m.DONE, "")
+
+
+def _finish(import_id: int, status: str, error: str) -> m.Import:
+    with unit_of_work() as db:
+        imp = db.get(m.Import, import_id)
+        assert imp is not None
+        service.finish_import(db, imp, status=status, error=error)
+    return imp
