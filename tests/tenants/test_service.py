@@ -210,6 +210,10 @@ def test_create_operator_refuses_duplicate_username_in_tenant(db):
 )
 def test_role_permissions(role, allowed):
     every = set().union(*tenants.PERMISSIONS.values())
+    # Live calendar and check-in (issue 6): everyone reads, operators and owners manage.
+    allowed = (
+        allowed | {"live.read"} | ({"live.manage"} if role in ("operator", "owner") else set())
+    )
 
     assert {p for p in every if tenants.can(role, p)} == allowed
     assert not tenants.can("nobody", "members.read")
