@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import Any
 
@@ -88,6 +89,7 @@ def seed(db: Session) -> dict[str, Any]:
         expires_at=clock.now() + dt.timedelta(days=20),
     )
     seed_orders(db, tenant.id)
+    seed_live(db, tenant_id=tenant.id, member_id=first.id)
     return {
         "tenant": SLUG,
         "tenant_id": tenant.id,
@@ -142,3 +144,98 @@ def seed_orders(db: Session, tenant_id: int) -> None:
             account=account,
             ip="demo",
         )
+# --- live calendar and check-in (issue 6) -----------------------------------------------------
+
+DEMO_PASSWORD = "【淘宝】https://m.tb.cn/h.demo 复制￥MDGGba1MLQh￥打开手机淘宝"
+LINEUP = [
+    (
+        "三只松鼠",
+        "每日坚果 30包",
+        5990,
+        9900,
+        30,
+        "https://item.taobao.com/item.htm?id=1",
+        "48小时内发货",
+    ),
+    ("卫龙", "大面筋辣条 礼盒", 2990, 4590, 50, DEMO_PASSWORD, "72小时内发货"),
+    (
+        "良品铺子",
+        "猪肉脯 500g",
+        3990,
+        6800,
+        70,
+        "https://item.taobao.com/item.htm?id=3",
+        "48小时内发货",
+    ),
+    ("百草味", "冻干草莓脆", 1990, 2990, 90, DEMO_PASSWORD, "7天内发货"),
+]
+
+
+def seed_live(db: Session, *, tenant_id: int, member_id: int) -> None:
+    """Tonight's 零食节 with a lineup and a shared guide, two more sessions on the calendar,
+    a fan's reservations and today's check-in. Keyed: rerunning changes nothing."""
+    from zoneinfo import ZoneInfo
+
+    from siyu.checkin import service as checkin
+    from siyu.live import service as live
+    from siyu.live.errors import ReservationClosed
+    from siyu.tenants.models import Tenant
+
+    tenant = db.get(Tenant, tenant_id)
+    assert tenant is not None
+    today = clock.local_date(clock.now(), tenant.timezone)
+    zone = ZoneInfo(tenant.timezone)
+
+    def at(days: int, hour: int) -> dt.datetime:
+        day = today + dt.timedelta(days=days)
+        return dt.datetime(day.year, day.month, day.day, hour, tzinfo=zone).astimezone(clock.UTC)
+
+    tonight = live.create_session(
+        db,
+        tenant_id=tenant_id,
+        platform="taobao",
+        theme="零食节",
+        starts_at=at(0, 20),
+        ends_at=at(0, 23),
+        room_url="https://m.tb.cn/h.demo-room",
+        taobao_password=DEMO_PASSWORD,
+        idempotency_key="demo:live:tonight",
+    )
+    for n, (brand, title, live_fen, list_fen, minutes, link, delivery) in enumerate(LINEUP):
+        live.add_product(
+            db,
+            tenant_id=tenant_id,
+            session_id=tonight.id,
+            brand=brand,
+            title=title,
+            live_price_fen=live_fen,
+            list_price_fen=list_fen,
+            slot_at=tonight.starts_at + dt.timedelta(minutes=minutes),
+            link=link,
+            delivery_note=delivery,
+            stock_note="限量 5000 件",
+            idempotency_key=f"demo:live:tonight:{n}",
+        )
+    live.share_guide(db, tenant_id=tenant_id, session_id=tonight.id)
+    for days, theme in ((2, "美妆节"), (5, "家居好物")):
+        live.create_session(
+            db,
+            tenant_id=tenant_id,
+            platform="taobao",
+            theme=theme,
+            starts_at=at(days, 20),
+            ends_at=at(days, 23),
+            idempotency_key=f"demo:live:{theme}",
+        )
+    products = live.lineup(db, tenant_id=tenant_id, session_id=tonight.id)
+    for product in (None, products[0]):
+        # A rerun after the broadcast started has nothing left to reserve.
+        with contextlib.suppress(ReservationClosed):
+            live.reserve(
+                db,
+                tenant_id=tenant_id,
+                member_id=member_id,
+                session_id=tonight.id,
+                product_id=product.id if product else None,
+            )
+    checkin.check_in(db, tenant_id=tenant_id, member_id=member_id)

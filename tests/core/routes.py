@@ -216,6 +216,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/admin/live/sessions/{session_id}/guide.xlsx"): Call(),
     ("GET", "/admin/live/sessions/{session_id}/control"): Call(),
     ("GET", "/admin/live/sessions/{session_id}/counters"): Call(),
+    ("POST", "/admin/live/products/{product_id}"): Call(form={"stock_note": "walker"}),
     ("POST", "/admin/live/products/{product_id}/move"): Call(form={"direction": "up"}),
     ("POST", "/admin/live/products/{product_id}/on-sale"): Call(form={}),
     ("GET", "/m/{slug}/live"): Call(),

@@ -210,3 +210,24 @@ def test_shared_guide_needs_no_sign_in(client, db, clock):
     assert "48小时内发货" in page.text
     assert wrong.status_code == 404
     assert "购物攻略不存在" in wrong.text
+
+
+def test_operator_edits_a_product_in_place(client, db, console):
+    tenant, csrf = console
+    s = make_session(db, tenant)
+    p = add_product(db, s, title="每日坚果", live_price_fen=5990)
+
+    ok = client.post(
+        f"/admin/live/products/{p.id}",
+        data={"csrf_token": csrf, "live_price": "49.9", "stock_note": "限量 3000 件"},
+        follow_redirects=False,
+    )
+    bad = client.post(
+        f"/admin/live/products/{p.id}", data={"csrf_token": csrf, "link": "去直播间买"}
+    )
+
+    db.refresh(p)
+    assert ok.status_code == 303
+    assert (p.live_price_fen, p.stock_note, p.title) == (4990, "限量 3000 件", "每日坚果")
+    assert bad.status_code == 422
+    assert p.link == ""

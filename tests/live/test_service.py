@@ -259,6 +259,7 @@ def test_click_link_counts_and_redirects(db, tenant, clock):
     db.refresh(r1)
 
     assert first == "https://item.example/1"
+    assert live.click_path(r1) == f"/r/{r1.click_token}"
     assert live.follow_link(db, click_token=r2.click_token) == f"/m/{tenant.slug}/live/{s.id}"
     assert live.follow_link(db, click_token=r3.click_token) == "https://live.example/room"
     assert (r1.clicks, r1.clicked_at) == (2, clicked_at)

@@ -198,6 +198,10 @@ OWNER = OPERATOR | {"operators.manage", "tenant.manage"}
 )
 def test_role_permissions(role, allowed):
     every = set().union(*tenants.PERMISSIONS.values())
+    # Live calendar and check-in (issue 6): everyone reads, operators and owners manage.
+    allowed = (
+        allowed | {"live.read"} | ({"live.manage"} if role in ("operator", "owner") else set())
+    )
 
     assert {p for p in every if tenants.can(role, p)} == allowed
     assert not tenants.can("nobody", "members.read")

@@ -21,7 +21,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from siyu.checkin.errors import InvalidRule, MakeupNotAllowed
@@ -170,15 +170,40 @@ def _existing(db: Session, tenant_id: int, member_id: int, day: dt.date) -> Chec
     return found
 
 
+def _tenant_and_days(
+    db: Session, tenant_id: int, member_id: int
+) -> tuple[str, dict[str, Any], dt.date, list[dt.date]]:
+    """The tenant's timezone and settings, today there, and the member's checked-in days up
+    to today (latest first): one round trip, the tenant row joined to the check-ins."""
+    # Any timezone's today is within a day of UTC's: bound the window from UTC, trim after.
+    utc_today = clock.now().date()
+    rows = db.execute(
+        select(Tenant.timezone, Tenant.settings, Checkin.checked_on)
+        .outerjoin(
+            Checkin,
+            and_(
+                Checkin.tenant_id == Tenant.id,
+                Checkin.member_id == member_id,
+                Checkin.checked_on > utc_today - dt.timedelta(days=LOOKBACK_DAYS + 1),
+                Checkin.checked_on <= utc_today + dt.timedelta(days=1),
+            ),
+        )
+        .where(Tenant.id == tenant_id)
+        .order_by(Checkin.checked_on.desc())
+    ).all()
+    assert rows, f"no tenant {tenant_id}"
+    tz, settings = rows[0].timezone, rows[0].settings or {}
+    today = clock.local_date(clock.now(), tz)
+    days = [r.checked_on for r in rows if r.checked_on is not None and r.checked_on <= today]
+    return tz, settings, today, days
+
+
 def check_in(db: Session, *, tenant_id: int, member_id: int) -> Result:
     """Today's check-in (tenant-local day): base points plus the streak bonus, paid once.
 
     Repeats the same day return the first check-in with ``created`` False."""
-    tenant = db.get(Tenant, tenant_id)
-    assert tenant is not None
-    rule = rule_of(tenant)
-    today = today_for(tenant)
-    days = _days_before(db, tenant_id, member_id, today)
+    _tz, settings, today, days = _tenant_and_days(db, tenant_id, member_id)
+    rule = parse_rule(settings.get("checkin") or DEFAULT_RULE)
     if days and days[0] == today:
         return Result(_existing(db, tenant_id, member_id, today), False, _run_ending(days, today))
     streak = 1 + _run_ending(days, today - dt.timedelta(days=1))

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from siyu.core import db as dbmod
@@ -346,7 +346,9 @@ def _member_from_token(db: Session, token: str) -> Any:
     if found is None:
         raise InvalidToken()
     tenant_id, member_id = found
-    member = db.get(Member, member_id)
+    # lazyload: every member request authenticates here; tags and accounts (selectin by
+    # default, two more queries) load only if the route reads them.
+    member = db.get(Member, member_id, options=[lazyload("*")])
     if member is None or member.tenant_id != tenant_id:
         raise InvalidToken()
     return member

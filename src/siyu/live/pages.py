@@ -343,6 +343,50 @@ def add_product(
     )
 
 
+@router.post("/admin/live/products/{product_id}", dependencies=[CsrfChecked])
+def update_product(
+    request: Request,
+    product_id: int,
+    db: DbSession,
+    op: Manager,
+    title: Annotated[str | None, Form(max_length=400)] = None,
+    brand: Annotated[str | None, Form(max_length=200)] = None,
+    image_url: Annotated[str | None, Form(max_length=1000)] = None,
+    live_price: Annotated[str | None, Form(max_length=20)] = None,
+    list_price: Annotated[str | None, Form(max_length=20)] = None,
+    stock_note: Annotated[str | None, Form(max_length=400)] = None,
+    slot_at: Annotated[str | None, Form(max_length=40)] = None,
+    link: Annotated[str | None, Form(max_length=1000)] = None,
+    delivery_note: Annotated[str | None, Form(max_length=400)] = None,
+) -> Response:
+    """Save the fields sent; fields left out keep their value."""
+    tenant = _tenant(db, op.tenant_id)
+    product = service.get_product(db, tenant_id=op.tenant_id, product_id=product_id)
+    try:
+        changes: dict[str, Any] = {
+            "title": title,
+            "brand": brand,
+            "image_url": image_url,
+            "stock_note": stock_note,
+            "link": link,
+            "delivery_note": delivery_note,
+        }
+        if live_price is not None:
+            changes["live_price_fen"] = _fen(live_price, "live_price")
+        if list_price is not None:
+            changes["list_price_fen"] = _fen(list_price, "list_price")
+        if slot_at:
+            changes["slot_at"] = service.parse_local(slot_at, tenant.timezone, "slot_at")
+        service.update_product(db, tenant_id=op.tenant_id, product_id=product.id, changes=changes)
+    except SiyuError as err:
+        return _editor(
+            request, db, op, product.session_id, error=err.message(), status_code=err.status
+        )
+    return RedirectResponse(
+        f"/admin/live/sessions/{product.session_id}?notice=saved#lineup", status_code=303
+    )
+
+
 @router.post("/admin/live/products/{product_id}/move", dependencies=[CsrfChecked])
 def move_product(
     product_id: int,

@@ -733,6 +733,11 @@ def reserved_targets(
     return {r.target: r for r in rows}
 
 
+def click_path(reservation: Reservation) -> str:
+    """The tracked link a reminder carries (prefix the site's base URL)."""
+    return f"/r/{reservation.click_token}"
+
+
 def follow_link(db: Session, *, click_token: str) -> str:
     """Count a click on a reminder's tracked link; the URL to send the member on to."""
     counted = _rowcount(
