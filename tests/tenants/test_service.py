@@ -188,11 +188,16 @@ def test_create_operator_refuses_duplicate_username_in_tenant(db):
 @pytest.mark.parametrize(
     ("role", "allowed"),
     [
-        ("analyst", {"members.read", "points.read", "tenant.read"}),
-        ("service", {"members.read", "members.write", "points.read", "tenant.read"}),
+        ("analyst", {"members.read", "points.read", "tenant.read", "orders.read"}),
+        (
+            "service",
+            {"members.read", "members.write", "points.read", "tenant.read"}
+            | {"orders.read", "orders.review"},
+        ),
         (
             "operator",
-            {"members.read", "members.write", "points.read", "points.adjust", "tenant.read"},
+            {"members.read", "members.write", "points.read", "points.adjust", "tenant.read"}
+            | {"orders.read", "orders.review", "orders.import"},
         ),
         (
             "owner",
@@ -204,6 +209,9 @@ def test_create_operator_refuses_duplicate_username_in_tenant(db):
                 "tenant.read",
                 "operators.manage",
                 "tenant.manage",
+                "orders.read",
+                "orders.review",
+                "orders.import",
             },
         ),
     ],
