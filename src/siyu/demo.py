@@ -144,6 +144,8 @@ def seed_orders(db: Session, tenant_id: int) -> None:
             account=account,
             ip="demo",
         )
+
+
 # --- live calendar and check-in (issue 6) -----------------------------------------------------
 
 DEMO_PASSWORD = "【淘宝】https://m.tb.cn/h.demo 复制￥MDGGba1MLQh￥打开手机淘宝"

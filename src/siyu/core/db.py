@@ -105,6 +105,19 @@ def get_engine() -> Engine:
     return _engine
 
 
+# Connections kept back from web requests for the in-process job consumer and health checks.
+_POOL_RESERVE = 2
+
+
+def pool_capacity() -> int:
+    """How many sessions web requests may hold at once without waiting on the pool."""
+    pool = get_engine().pool
+    size = getattr(pool, "size", None)
+    if not callable(size):  # a pool without a limit (tests bind one connection)
+        return 64
+    return max(1, size() + max(0, getattr(pool, "_max_overflow", 0)) - _POOL_RESERVE)
+
+
 def session_factory() -> sessionmaker[Session]:
     if _factory is None:
         get_engine()

@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 import jinja2
 from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +37,20 @@ log = logging.getLogger("siyu.web")
 PROBLEM = "application/problem+json"
 
 
+def _db_slots(request: Request) -> anyio.Semaphore:
+    """Requests allowed to hold a database session at once: the pool's capacity.
+
+    A request keeps its connection across several thread-pool hops (dependencies, endpoint,
+    commit). Were more requests in flight than the pool has connections, threads blocked in
+    the pool's checkout would hold the thread-pool slots the connection holders need to
+    finish, and every request would stall until the pool timeout. Waiting here costs no
+    thread."""
+    slots: anyio.Semaphore | None = getattr(request.app.state, "db_slots", None)
+    if slots is None:
+        slots = request.app.state.db_slots = anyio.Semaphore(dbmod.pool_capacity())
+    return slots
+
+
 class TxRoute(APIRoute):
     """One transaction per request: committed when the endpoint returns a non-error
     response, rolled back otherwise. Routes get the session through ``DbSession``."""
@@ -44,6 +59,10 @@ class TxRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def run(request: Request) -> Response:
+            async with _db_slots(request):
+                return await in_transaction(request)
+
+        async def in_transaction(request: Request) -> Response:
             from starlette.concurrency import run_in_threadpool
 
             db = dbmod.session_factory()()

@@ -1,0 +1,81 @@
+"""More requests than database connections queue for a connection without stalling the
+server: a request keeps its connection across thread-pool hops, so without the limit in
+TxRoute the threads blocked in the pool's checkout would starve the connection holders."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import anyio
+import httpx
+from fastapi import APIRouter, Depends, FastAPI
+from sqlalchemy import text
+
+from siyu.core import db as dbmod
+from siyu.core.web import DbSession, TxRoute
+
+
+def _first_hop(db: DbSession) -> int:
+    # A sync dependency: one thread-pool hop that checks the connection out...
+    return int(db.execute(text("SELECT 1")).scalar_one())
+
+
+def _app() -> FastAPI:
+    router = APIRouter(route_class=TxRoute)
+
+    @router.get("/hops")
+    def hops(db: DbSession, first: Annotated[int, Depends(_first_hop)]) -> dict[str, int]:
+        # ...and the endpoint, a second hop that needs a thread while holding it.
+        time.sleep(0.02)
+        return {"sum": first + int(db.execute(text("SELECT 1")).scalar_one())}
+
+    app = FastAPI()
+    app.include_router(router)
+    return app
+
+
+def test_more_requests_than_connections_all_finish_promptly(database_url):
+    saved = dbmod._engine, dbmod._factory
+    # Two connections, a 3 s checkout timeout, four worker threads, 40 requests at once.
+    engine = dbmod.make_engine(database_url, pool_size=2, max_overflow=0, pool_timeout=3)
+    dbmod.configure(engine)
+    dbmod._POOL_RESERVE, reserve = 0, dbmod._POOL_RESERVE
+    try:
+
+        async def main() -> tuple[list[int], float]:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = 4
+            transport = httpx.ASGITransport(app=_app())
+            statuses: list[int] = []
+            started = time.monotonic()
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+
+                async def one() -> None:
+                    resp = await client.get("/hops")
+                    statuses.append(resp.status_code)
+                    assert resp.json() == {"sum": 2}
+
+                async with anyio.create_task_group() as tg:
+                    for _ in range(40):
+                        tg.start_soon(one)
+            return statuses, time.monotonic() - started
+
+        statuses, took = anyio.run(main)
+    finally:
+        dbmod._POOL_RESERVE = reserve
+        dbmod.configure(*saved)
+        engine.dispose()
+
+    assert statuses == [200] * 40
+    assert took < 3, f"requests waited for the pool timeout ({took:.1f} s)"
+
+
+def test_pool_capacity_leaves_room_for_jobs(database_url):
+    saved = dbmod._engine, dbmod._factory
+    engine = dbmod.make_engine(database_url, pool_size=4, max_overflow=6)
+    dbmod.configure(engine)
+    try:
+        assert dbmod.pool_capacity() == 4 + 6 - dbmod._POOL_RESERVE
+    finally:
+        dbmod.configure(*saved)
+        engine.dispose()
