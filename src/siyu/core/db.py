@@ -115,7 +115,7 @@ def pool_capacity() -> int:
     size = getattr(pool, "size", None)
     if not callable(size):  # a pool without a limit (tests bind one connection)
         return 64
-    return max(1, size() + max(0, getattr(pool, "_max_overflow", 0)) - _POOL_RESERVE)
+    return max(1, int(size()) + max(0, int(getattr(pool, "_max_overflow", 0))) - _POOL_RESERVE)
 
 
 def session_factory() -> sessionmaker[Session]:
