@@ -126,10 +126,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(*, start_consumer: bool = True) -> FastAPI:
     from siyu.ledger import api as ledger_api
+    from siyu.mall import api as mall_api
+    from siyu.mall import pages as mall_pages
     from siyu.members import api as members_api
     from siyu.members import pages as member_pages
     from siyu.tenants import api as tenants_api
     from siyu.tenants import pages as admin_pages
+    from siyu.trials import api as trials_api
+    from siyu.trials import pages as trials_pages
 
     settings = get_settings()
     if not logging.getLogger().handlers:  # a worker process of `siyu serve --workers N`
@@ -154,6 +158,10 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
         ledger_api.router,
         admin_pages.router,
         member_pages.router,
+        mall_api.router,
+        trials_api.router,
+        mall_pages.router,
+        trials_pages.router,
     ):
         app.include_router(router)
 

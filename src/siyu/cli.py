@@ -32,6 +32,11 @@ for sub, name in (
     (ledger_app, "ledger"),
 ):
     app.add_typer(sub, name=name)
+from siyu.mall.cli import draw_app, mall_app, trial_app  # noqa: E402
+
+app.add_typer(mall_app, name="mall")
+app.add_typer(trial_app, name="trial")
+app.add_typer(draw_app, name="draw")
 
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
 

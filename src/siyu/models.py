@@ -3,5 +3,7 @@
 
 def import_all() -> None:
     import siyu.ledger.models
+    import siyu.mall.models  # noqa: F401
     import siyu.members.models
     import siyu.tenants.models  # noqa: F401
+    import siyu.trials.models  # noqa: F401

@@ -35,6 +35,7 @@ from tests.factories import (
     make_member,
     make_operator,
     make_tenant,
+    mall_world,
     member_headers,
     spend,
     token_headers,
@@ -103,6 +104,7 @@ def world(db) -> World:
     members.set_tiers(db, tenant_id=b.id, tiers=[("乙方新粉", 0), ("乙方专属", 100)])
     eb = grant(db, mb, 500)
     spend(db, mb, 100)
+    a_mall, b_mall = mall_world(db, a, ma), mall_world(db, b, mb, marker="乙方专属")
     return World(
         a=a,
         b=b,
@@ -112,14 +114,16 @@ def world(db) -> World:
             "platform": "taobao",
             "slug": a.slug,
             "token_id": spare.token.id,
-        },
+        }
+        | a_mall,
         b_values={
             "member_id": mb.id,
             "entry_id": eb.id,
             "platform": "taobao",
             "slug": b.slug,
             "token_id": b_token.token.id,
-        },
+        }
+        | b_mall,
         operator_headers=token_headers(db, owner),
         member_headers=member_headers(ma),
         owner_username="a-boss",
@@ -244,9 +248,16 @@ def test_member_of_tenant_a_is_signed_out_on_tenant_b_pages(db, client, world):
     slug_routes = [k for k in PROTECTED_PAGES if "slug" in path_params(k[1])]
     assert slug_routes
 
+    csrf = csrf_of(client.get(f"/m/{world.a.slug}/login").text)
     for method, path in slug_routes:
-        assert method == "GET", f"add a cross-tenant check for {method} {path}"
-        resp = send(client, method, path, world.a_values | {"slug": world.b.slug})
+        # Forms carry A's session's CSRF token: B's page must still want B's sign-in.
+        resp = send(
+            client,
+            method,
+            path,
+            world.a_values | {"slug": world.b.slug},
+            csrf=None if method == "GET" else csrf,
+        )
 
         assert resp.status_code == 303, f"{method} {path}: {resp.status_code}"
         assert resp.headers["location"] == f"/m/{world.b.slug}/login"
@@ -285,7 +296,7 @@ def lone(db) -> dict[str, Any]:
     member = make_member(db, tenant)
     entry = grant(db, member, 100)
     token = tenants.issue_token(db, operator=make_operator(db, tenant))
-    return {
+    return mall_world(db, tenant, member) | {
         "token_id": token.token.id,
         "member_id": member.id,
         "entry_id": entry.id,

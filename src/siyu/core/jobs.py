@@ -28,3 +28,4 @@ CONSUMER_POLLING = {"initial_delay": 0.05, "backoff": 1.15, "max_delay": 0.5}
 def load_tasks() -> None:
     """Import every domain's tasks so the consumer knows them."""
     import siyu.ledger.tasks  # noqa: F401
+    import siyu.trials.tasks  # noqa: F401

@@ -38,6 +38,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     ),
 }
 PERMISSIONS["owner"] = PERMISSIONS["operator"] | {"operators.manage", "tenant.manage"}
+# Points mall and trials: read (analysts), fulfil orders (service), manage items and trials.
+PERMISSIONS["analyst"] |= {"mall.read"}
+PERMISSIONS["service"] |= {"mall.read", "mall.fulfill"}
+PERMISSIONS["operator"] |= {"mall.read", "mall.fulfill", "mall.manage"}
+PERMISSIONS["owner"] |= {"mall.read", "mall.fulfill", "mall.manage"}
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "points_expiry": {"kind": "year_end", "years": 1},
