@@ -337,9 +337,10 @@ def draw(db: Session, *, tenant_id: int, trial_id: int, seed_hex: str | None = N
     return trial
 
 
-def refund_losers(db: Session, *, tenant_id: int, trial_id: int, limit: int = REFUND_BATCH) -> int:
+def refund_losers(db: Session, *, tenant_id: int, trial_id: int, limit: int | None = None) -> int:
     """Refund up to ``limit`` losers who paid points; the number left to refund after this
     batch. Safe to repeat (each refund's key is ``trial-refund:<application>``)."""
+    limit = limit or REFUND_BATCH
     batch = list(
         db.scalars(
             select(t.Application)
