@@ -287,3 +287,43 @@ def test_refunds_beyond_one_batch_finish_in_the_job(db, clock, monkeypatch):
     assert sorted(balance(db, m) for m in people) == [0, 5, 5, 5, 5, 5, 5]
     assert trials.refund_losers(db, tenant_id=tenant.id, trial_id=trial.id) == 0
     assert ledger.verify(db, tenant_id=tenant.id).ok
+
+
+def test_the_periodic_job_draws_server_seeded_trials_once_their_window_closes(db, clock):
+    from siyu.trials import tasks
+
+    tenant = make_tenant(db)
+    member, address = applicant(db, tenant)
+    closing = trials.create_trial(
+        db,
+        tenant_id=tenant.id,
+        title="自动开奖",
+        slots=1,
+        apply_from=clock.now - dt.timedelta(hours=1),
+        apply_until=clock.now + dt.timedelta(minutes=30),
+        report_deadline=clock.now + dt.timedelta(days=3),
+    )
+    committed_by_operator = trials.create_trial(
+        db,
+        tenant_id=tenant.id,
+        title="运营自带种子",
+        slots=1,
+        apply_from=clock.now - dt.timedelta(hours=1),
+        apply_until=clock.now + dt.timedelta(minutes=30),
+        report_deadline=clock.now + dt.timedelta(days=3),
+        commitment=hashlib.sha256(bytes.fromhex(SEED)).hexdigest(),
+    )
+    trials.apply(
+        db, tenant_id=tenant.id, trial_id=closing.id, member_id=member.id, address_id=address.id
+    )
+
+    assert tasks.draw_due() == 0
+    clock.advance(hours=1)
+    assert tasks.draw_due() == 1
+    assert tasks.draw_due() == 0
+
+    db.expire_all()
+    assert db.get(t.Trial, closing.id).status == t.DRAWN
+    assert db.get(t.Trial, committed_by_operator.id).status == t.OPEN  # needs its seed revealed
+    won = trials.find_application(db, tenant_id=tenant.id, trial_id=closing.id, member_id=member.id)
+    assert won.status == t.WON
