@@ -188,11 +188,16 @@ def test_create_operator_refuses_duplicate_username_in_tenant(db):
 @pytest.mark.parametrize(
     ("role", "allowed"),
     [
-        ("analyst", {"members.read", "points.read", "tenant.read"}),
-        ("service", {"members.read", "members.write", "points.read", "tenant.read"}),
+        ("analyst", {"members.read", "points.read", "tenant.read", "mall.read"}),
+        (
+            "service",
+            {"members.read", "members.write", "points.read", "tenant.read"}
+            | {"mall.read", "mall.fulfill"},
+        ),
         (
             "operator",
-            {"members.read", "members.write", "points.read", "points.adjust", "tenant.read"},
+            {"members.read", "members.write", "points.read", "points.adjust", "tenant.read"}
+            | {"mall.read", "mall.fulfill", "mall.manage"},
         ),
         (
             "owner",
@@ -204,6 +209,9 @@ def test_create_operator_refuses_duplicate_username_in_tenant(db):
                 "tenant.read",
                 "operators.manage",
                 "tenant.manage",
+                "mall.read",
+                "mall.fulfill",
+                "mall.manage",
             },
         ),
     ],
