@@ -262,6 +262,9 @@ def main() -> int:
             ]
             results, wall = asyncio.run(fire(base, redeem, args.concurrency))
         finally:
+            if server.poll() is not None:
+                print(f"the server exited ({server.returncode}); its log ends:")
+                print((Path(var) / "server.log").read_text(errors="replace")[-3000:])
             server.terminate()
             try:
                 server.wait(timeout=30)
