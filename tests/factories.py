@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -177,3 +178,109 @@ def reserve(
         session_id=session.id,
         product_id=product.id if product else None,
     )
+
+
+# --- mall and trials --------------------------------------------------------------------------
+
+
+def make_item(db: Session, tenant: Tenant, *, kind: str = "physical", **fields: Any) -> Any:
+    from siyu.mall import service as mall
+
+    fields.setdefault("title", "定制保温杯")
+    fields.setdefault("points_price", 100)
+    if kind != "coupon":
+        fields.setdefault("stock", 10)
+    return mall.create_item(db, tenant_id=tenant.id, kind=kind, **fields)
+
+
+def make_address(db: Session, member: Member, **fields: str) -> Any:
+    from siyu.mall import service as mall
+
+    values = {
+        "name": "王小鱼",
+        "phone": "13800138000",
+        "region": "浙江省 杭州市",
+        "detail": "文三路 1 号",
+    }
+    values.update(fields)
+    return mall.add_address(db, tenant_id=member.tenant_id, member_id=member.id, **values)
+
+
+def make_trial(db: Session, tenant: Tenant, **fields: Any) -> Any:
+    """An open trial: applications from an hour ago for a day, reports due in a week."""
+    import datetime as dt
+
+    from siyu.core import clock
+    from siyu.trials import service as trials
+
+    now = clock.now()
+    values: dict[str, object] = {
+        "title": "新品精华试用",
+        "slots": 2,
+        "apply_from": now - dt.timedelta(hours=1),
+        "apply_until": now + dt.timedelta(days=1),
+        "report_deadline": now + dt.timedelta(days=8),
+    }
+    values.update(fields)
+    return trials.create_trial(db, tenant_id=tenant.id, **values)
+
+
+def mall_world(
+    db: Session, tenant: Tenant, member: Member, *, marker: str = ""
+) -> dict[str, object]:
+    """Path values for the route walkers: a listed coupon item with codes, a pending order of a
+    physical item, an address, a drawn trial the member won with a submitted report."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from siyu.mall import service as mall
+    from siyu.trials import models as trial_models
+    from siyu.trials import service as trials
+
+    coupon = make_item(db, tenant, kind="coupon", title=f"优惠券{marker}", points_price=10)
+    mall.upload_codes(
+        db, tenant_id=tenant.id, item_id=coupon.id, codes=[f"C{tenant.id}-{i}" for i in range(8)]
+    )
+    cup = make_item(db, tenant, title=f"保温杯{marker}", points_price=10)
+    address = make_address(db, member, name=f"收件人{marker}"[:40])
+    order = mall.redeem(
+        db,
+        tenant_id=tenant.id,
+        member_id=member.id,
+        item_id=cup.id,
+        address_id=address.id,
+        idempotency_key=f"world-{tenant.id}",
+    )
+    trial = make_trial(db, tenant, title=f"试用{marker}", slots=1)
+    trials.apply(
+        db,
+        tenant_id=tenant.id,
+        trial_id=trial.id,
+        member_id=member.id,
+        address_id=address.id,
+    )
+    # Close the window (as if a day had passed), then draw: the member wins the one slot.
+    db.execute(
+        update(trial_models.Trial)
+        .where(trial_models.Trial.id == trial.id)
+        .values(apply_until=trial.apply_from + dt.timedelta(minutes=1))
+    )
+    db.expire_all()
+    trials.draw(db, tenant_id=tenant.id, trial_id=trial.id)
+    report = trials.submit_report(
+        db,
+        tenant_id=tenant.id,
+        trial_id=trial.id,
+        member_id=member.id,
+        text=f"很好用{marker}",
+        images=[],
+    )
+    return {
+        "item_id": coupon.id,
+        "order_id": order.id,
+        "address_id": address.id,
+        "trial_id": trial.id,
+        "report_id": report.id,
+        "code": trial.public_code,
+    }

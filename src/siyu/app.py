@@ -130,6 +130,8 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
     from siyu.ledger import api as ledger_api
     from siyu.live import api as live_api
     from siyu.live import pages as live_pages
+    from siyu.mall import api as mall_api
+    from siyu.mall import pages as mall_pages
     from siyu.members import api as members_api
     from siyu.members import pages as member_pages
     from siyu.messaging import api as messaging_api
@@ -138,6 +140,8 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
     from siyu.orders import pages as orders_pages
     from siyu.tenants import api as tenants_api
     from siyu.tenants import pages as admin_pages
+    from siyu.trials import api as trials_api
+    from siyu.trials import pages as trials_pages
 
     settings = get_settings()
     if not logging.getLogger().handlers:  # a worker process of `siyu serve --workers N`
@@ -170,6 +174,10 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
         checkin_pages.router,
         orders_api.router,
         orders_pages.router,
+        mall_api.router,
+        trials_api.router,
+        mall_pages.router,
+        trials_pages.router,
     ):
         app.include_router(router)
 

@@ -43,6 +43,11 @@ app.add_typer(live_app, name="live")
 from siyu.orders.cli import app as orders_app  # noqa: E402
 
 app.add_typer(orders_app, name="orders")
+from siyu.mall.cli import draw_app, mall_app, trial_app  # noqa: E402
+
+app.add_typer(mall_app, name="mall")
+app.add_typer(trial_app, name="trial")
+app.add_typer(draw_app, name="draw")
 
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
 

@@ -90,6 +90,7 @@ def seed(db: Session) -> dict[str, Any]:
     )
     seed_orders(db, tenant.id)
     seed_live(db, tenant_id=tenant.id, member_id=first.id)
+    seed_mall(db, tenant_id=tenant.id, member_id=first.id)
     return {
         "tenant": SLUG,
         "tenant_id": tenant.id,
@@ -241,3 +242,59 @@ def seed_live(db: Session, *, tenant_id: int, member_id: int) -> None:
                 product_id=product.id if product else None,
             )
     checkin.check_in(db, tenant_id=tenant_id, member_id=member_id)
+
+
+def seed_mall(db: Session, *, tenant_id: int, member_id: int) -> None:
+    """Mall items (goods, coupons, a welfare qualification) and an open trial (idempotent)."""
+    from siyu.mall import service as mall
+    from siyu.trials import service as trials
+
+    if mall.list_items(db, tenant_id=tenant_id):
+        return
+    mall.create_item(
+        db,
+        tenant_id=tenant_id,
+        title="直播间定制保温杯",
+        description="主播同款，限量 50 个。",
+        category="周边",
+        points_price=300,
+        stock=50,
+        per_member_total=1,
+    )
+    coupon = mall.create_item(
+        db, tenant_id=tenant_id, kind="coupon", title="满 199 减 20 店铺券", points_price=80
+    )
+    mall.upload_codes(
+        db, tenant_id=tenant_id, item_id=coupon.id, codes=[f"DEMO-20-{i:04d}" for i in range(30)]
+    )
+    mall.create_item(
+        db,
+        tenant_id=tenant_id,
+        kind="gift",
+        title="下场直播福利购资格",
+        points_price=150,
+        stock=20,
+        per_member_daily=1,
+    )
+    if not mall.list_addresses(db, tenant_id=tenant_id, member_id=member_id):
+        mall.add_address(
+            db,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            name="小鱼",
+            phone="13800138000",
+            region="浙江省 杭州市 西湖区",
+            detail="文三路 1 号",
+        )
+    now = clock.now()
+    trials.create_trial(
+        db,
+        tenant_id=tenant_id,
+        title="新品修护精华 30ml 试用",
+        description="20 个名额，试用 7 天后提交使用报告可得 100 积分。",
+        slots=20,
+        apply_from=now,
+        apply_until=now + dt.timedelta(days=3),
+        report_deadline=now + dt.timedelta(days=17),
+        report_reward=100,
+    )

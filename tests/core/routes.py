@@ -281,6 +281,86 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/m/{slug}/claims"): Call(
         form={"platform": "taobao", "order_no": "9999", "account": "tb-tenant-a"}
     ),
+    # points mall
+    ("GET", "/api/v1/mall/items"): Call(),
+    ("POST", "/api/v1/mall/items"): Call(json={"title": "walker", "points_price": 5, "stock": 1}),
+    ("GET", "/api/v1/mall/items/{item_id}"): Call(),
+    ("PATCH", "/api/v1/mall/items/{item_id}"): Call(json={"title": "walker"}),
+    ("POST", "/api/v1/mall/items/{item_id}/codes"): Call(json={"codes": ["WALKER-1"]}),
+    ("GET", "/api/v1/mall/orders"): Call(),
+    ("GET", "/api/v1/mall/orders/export"): Call(),
+    ("POST", "/api/v1/mall/orders/tracking"): Call(json="订单号,快递公司,快递单号\n"),
+    ("GET", "/api/v1/mall/orders/{order_id}"): Call(),
+    ("POST", "/api/v1/mall/orders/{order_id}/status"): Call(
+        json={"status": "shipped", "carrier": "顺丰", "tracking_no": "SF-WALKER-API"}
+    ),
+    ("GET", "/api/v1/me/mall/items"): Call(),
+    ("GET", "/api/v1/me/mall/items/{item_id}"): Call(),
+    ("POST", "/api/v1/me/mall/items/{item_id}/redeem"): Call(json={}, idempotent=True),
+    ("GET", "/api/v1/me/mall/orders"): Call(),
+    ("GET", "/api/v1/me/mall/orders/{order_id}"): Call(),
+    ("GET", "/api/v1/me/addresses"): Call(),
+    ("POST", "/api/v1/me/addresses"): Call(
+        json={"name": "walker", "phone": "13800138000", "region": "杭州", "detail": "1 号"}
+    ),
+    ("DELETE", "/api/v1/me/addresses/{address_id}"): Call(),
+    # trials
+    ("GET", "/api/v1/trials"): Call(),
+    ("POST", "/api/v1/trials"): Call(
+        json={
+            "title": "walker",
+            "slots": 1,
+            "apply_from": "2030-01-01T00:00:00Z",
+            "apply_until": "2030-01-02T00:00:00Z",
+            "report_deadline": "2030-01-09T00:00:00Z",
+        }
+    ),
+    ("GET", "/api/v1/trials/{trial_id}"): Call(),
+    ("GET", "/api/v1/trials/{trial_id}/applications"): Call(),
+    ("POST", "/api/v1/trials/{trial_id}/draw"): Call(json={}),
+    ("GET", "/api/v1/trials/{trial_id}/reports"): Call(),
+    # The walkers reject, the member revises: every call in the walk's order succeeds.
+    ("POST", "/api/v1/trial-reports/{report_id}/review"): Call(json={"accept": False}),
+    ("GET", "/api/v1/me/trials"): Call(),
+    ("GET", "/api/v1/me/trials/{trial_id}"): Call(),
+    ("POST", "/api/v1/me/trials/{trial_id}/apply"): Call(json={"address_id": 1}),
+    ("POST", "/api/v1/me/trials/{trial_id}/report"): Call(json={"text": "walker report"}),
+    ("GET", "/admin/mall"): Call(),
+    ("POST", "/admin/mall/items"): Call(form={"title": "walker", "points_price": "5"}),
+    ("GET", "/admin/mall/items/{item_id}"): Call(),
+    ("POST", "/admin/mall/items/{item_id}"): Call(
+        form={"title": "walker", "points_price": "10", "is_listed": "on"}
+    ),
+    ("POST", "/admin/mall/items/{item_id}/codes"): Call(form={"codes": "WALKER-PAGE"}),
+    ("GET", "/admin/mall/orders"): Call(),
+    ("GET", "/admin/mall/orders/export"): Call(),
+    ("POST", "/admin/mall/orders/tracking"): Call(form={}),
+    ("GET", "/admin/mall/orders/{order_id}"): Call(),
+    ("POST", "/admin/mall/orders/{order_id}/status"): Call(
+        form={"status": "shipped", "carrier": "顺丰", "tracking_no": "SF-WALKER-PAGE"}
+    ),
+    ("GET", "/admin/trials"): Call(),
+    ("POST", "/admin/trials"): Call(form={"title": "walker"}),
+    ("GET", "/admin/trials/{trial_id}"): Call(),
+    ("POST", "/admin/trials/{trial_id}/draw"): Call(form={}),
+    ("POST", "/admin/trial-reports/{report_id}/review"): Call(form={"decision": "reject"}),
+    ("GET", "/m/{slug}/mall"): Call(),
+    ("GET", "/m/{slug}/mall/items/{item_id}"): Call(),
+    ("POST", "/m/{slug}/mall/items/{item_id}/redeem"): Call(form={}, idempotent=True),
+    ("GET", "/m/{slug}/mall/orders"): Call(),
+    ("GET", "/m/{slug}/mall/orders/{order_id}"): Call(),
+    ("GET", "/m/{slug}/addresses"): Call(),
+    ("POST", "/m/{slug}/addresses"): Call(
+        form={"name": "walker", "phone": "13800138000", "region": "杭州", "detail": "1 号"}
+    ),
+    ("POST", "/m/{slug}/addresses/{address_id}/delete"): Call(form={}),
+    ("GET", "/m/{slug}/trials"): Call(),
+    ("GET", "/m/{slug}/trials/{trial_id}"): Call(),
+    ("POST", "/m/{slug}/trials/{trial_id}/apply"): Call(form={}),
+    ("POST", "/m/{slug}/trials/{trial_id}/report"): Call(form={"text": "walker page report"}),
+    ("GET", "/draws/verify"): Call(public=True),
+    ("GET", "/draws/{code}"): Call(public=True),
+    ("GET", "/draws/{code}/entries.txt"): Call(public=True),
     # service
     ("GET", "/"): Call(public=True),
     ("GET", "/healthz"): Call(public=True),

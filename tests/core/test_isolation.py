@@ -38,6 +38,7 @@ from tests.factories import (
     make_operator,
     make_session,
     make_tenant,
+    mall_world,
     member_headers,
     reserve,
     spend,
@@ -107,6 +108,7 @@ def world(db) -> World:
     members.set_tiers(db, tenant_id=b.id, tiers=[("乙方新粉", 0), ("乙方专属", 100)])
     eb = grant(db, mb, 500)
     spend(db, mb, 100)
+    a_mall, b_mall = mall_world(db, a, ma), mall_world(db, b, mb, marker="乙方专属")
     a_orders = _orders_world(db, a, buyer="tb-tenant-a", reviews=4)
     b_orders = _orders_world(db, b, buyer="tb-tenant-b", reviews=1)
     msg_a, msg_b = _messaging(db, a, ma, "甲方"), _messaging(db, b, mb, "乙方专属")
@@ -125,6 +127,7 @@ def world(db) -> World:
                 **live_a,
             }
             | a_orders
+            | a_mall
         ),
         b_values={
             "member_id": mb.id,
@@ -135,7 +138,8 @@ def world(db) -> World:
             **msg_b,
             **live_b,
         }
-        | b_orders,
+        | b_orders
+        | b_mall,
         operator_headers=token_headers(db, owner),
         member_headers=member_headers(ma),
         owner_username="a-boss",
@@ -401,7 +405,7 @@ def lone(db) -> dict[str, Any]:
     session = make_session(db, tenant)
     product = add_product(db, session)
     reservation = reserve(db, member, session, product)
-    return {
+    return mall_world(db, tenant, member) | {
         **msg,
         "session_id": session.id,
         "product_id": product.id,

@@ -186,9 +186,10 @@ def test_create_operator_refuses_duplicate_username_in_tenant(db):
 
 
 READ = {"tenant.read", "members.read", "points.read", "messages.read", "live.read", "orders.read"}
-SERVICE = READ | {"members.write", "orders.review"}
+READ |= {"mall.read"}
+SERVICE = READ | {"members.write", "orders.review", "mall.read", "mall.fulfill"}
 OPERATOR = SERVICE | {"points.adjust", "messages.send", "messages.manage", "live.manage"}
-OPERATOR |= {"orders.import"}
+OPERATOR |= {"orders.import", "mall.read", "mall.fulfill", "mall.manage"}
 OWNER = OPERATOR | {"operators.manage", "tenant.manage"}
 
 

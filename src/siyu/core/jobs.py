@@ -30,3 +30,4 @@ def load_tasks() -> None:
     import siyu.ledger.tasks  # noqa: F401
     import siyu.messaging.tasks  # noqa: F401
     import siyu.orders.tasks  # noqa: F401
+    import siyu.trials.tasks  # noqa: F401

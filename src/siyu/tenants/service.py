@@ -46,6 +46,9 @@ LEAST_ROLE: dict[str, str] = {
     "orders.read": "analyst",
     "orders.review": "service",
     "orders.import": "operator",
+    "mall.read": "analyst",
+    "mall.fulfill": "service",
+    "mall.manage": "operator",
     "operators.manage": "owner",
     "tenant.manage": "owner",
 }
