@@ -24,6 +24,7 @@ bad openid…) → undeliverable, with the platform's message.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -44,6 +45,9 @@ from siyu.messaging.models import (
     UNDELIVERABLE,
 )
 from siyu.messaging.service import MAX_ATTEMPTS, Job, Outcome, backoff
+
+# httpx logs every request at INFO: a 100,000-member broadcast would write 100,000 lines.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 TOKEN_ERRORS = {40001, 40014, 42001}
 RETRYABLE = {-1, 45009, 45033}
