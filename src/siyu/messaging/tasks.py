@@ -11,6 +11,7 @@ from huey import crontab
 from siyu.core.db import unit_of_work
 from siyu.core.jobs import huey
 from siyu.messaging import service
+from siyu.messaging.channels import Sender, credentials_of
 from siyu.tenants.models import Tenant
 
 log = logging.getLogger("siyu.messaging")
@@ -60,7 +61,6 @@ def run_dispatch(message_id: int, *, batch: int = BATCH, transport: object = Non
 
 
 async def _dispatch(message_id: int, *, batch: int, transport: object) -> int:
-    from siyu.messaging.channels import Sender, credentials_of
     from siyu.messaging.models import Message
 
     with unit_of_work() as db:
