@@ -85,7 +85,7 @@ def test_killing_a_worker_mid_batch_loses_and_duplicates_nothing(committed, data
         ).id
     first = worker(database_url, weixin.base_url, "kill-first.log")
     try:
-        wait_for(lambda: sum(weixin.delivered.values()) >= N // 4, 60, "the first deliveries")
+        wait_for(lambda: sum(weixin.delivered.values()) >= N // 4, 180, "the first deliveries")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     finally:
@@ -107,7 +107,7 @@ def test_killing_a_worker_mid_batch_loses_and_duplicates_nothing(committed, data
                 msg = service.get_message(db, tenant_id=tenant.id, message_id=message_id)
                 return msg.status == "done"
 
-        wait_for(done, 60, "the second worker to finish")
+        wait_for(done, 240, "the second worker to finish")
     finally:
         second.terminate()
         second.wait(timeout=10)
