@@ -91,6 +91,7 @@ def seed(db: Session) -> dict[str, Any]:
     seed_orders(db, tenant.id)
     seed_live(db, tenant_id=tenant.id, member_id=first.id)
     seed_mall(db, tenant_id=tenant.id, member_id=first.id)
+    seed_messaging(db, tenant_id=tenant.id)
     return {
         "tenant": SLUG,
         "tenant_id": tenant.id,
@@ -298,3 +299,47 @@ def seed_mall(db: Session, *, tenant_id: int, member_id: int) -> None:
         report_deadline=now + dt.timedelta(days=17),
         report_reward=100,
     )
+
+
+def seed_messaging(db: Session, *, tenant_id: int) -> None:
+    """Messaging in the demo: the daily SOP rhythm running, two WeCom groups, and a welcome
+    message already in every fan's inbox (delivered in this transaction: no worker needed)."""
+    from siyu.messaging import schedules
+    from siyu.messaging import service as messaging
+
+    schedules.install_defaults(db, tenant_id=tenant_id)
+    for s in schedules.list_schedules(db, tenant_id=tenant_id):
+        if s.paused and s.key in {sop["key"] for sop in schedules.DEFAULT_SOPS}:
+            schedules.set_paused(db, tenant_id=tenant_id, schedule_id=s.id, paused=False)
+    messaging.save_group(
+        db,
+        tenant_id=tenant_id,
+        chat_id="wr-demo-beauty",
+        name="所有女生·美妆1群",
+        owner_userid="yunying",
+        tags=["美妆"],
+    )
+    messaging.save_group(
+        db,
+        tenant_id=tenant_id,
+        chat_id="wr-demo-food",
+        name="所有女生·零食群",
+        owner_userid="yunying",
+        tags=["零食"],
+    )
+    msg = messaging.send(
+        db,
+        tenant_id=tenant_id,
+        purpose="demo:welcome",
+        target=messaging.Target(kind="all_members"),
+        title="欢迎加入所有女生会员中心",
+        body="{{ member.nickname }}，欢迎你！每天 10:00 签到领积分，19:30 直播间见～",
+        channels=["inbox"],
+        kind="broadcast",
+        created_by="demo",
+    )
+    while messaging.expand_chunk(db, message_id=msg.id):
+        pass
+    while messaging.claim_batch(db, message_id=msg.id).claimed:
+        pass
+    messaging.finish_if_done(db, message_id=msg.id)

@@ -1,0 +1,488 @@
+"""One broadcast to 100,000 members through the subscribe-message adapter, beside the fake
+WeChat server's own ceiling.
+
+    .venv/bin/python benchmarks/fanout.py [--members 100000] [--backends sqlite,postgresql]
+
+For each backend a fresh database gets one tenant with ``--members`` members, each with one
+subscribe consent, and a template with a subscribe config. Then, timed from the commit of
+``messaging.service.send(target=all members)`` (the trigger):
+
+- **sqlite**: the embedded default: SQLite database, SQLite job queue, one ``siyu worker``
+  process (``--sqlite-threads`` threads), as ``siyu serve`` runs it in-process;
+- **postgresql**: PostgreSQL + Redis queue, ``--workers`` (2) ``siyu worker`` processes of
+  ``--pg-threads`` threads each.
+
+The fake WeChat server (tests/fakes/weixin.py, the one the adapter tests use) runs in its own
+process and counts what it accepts per ``touser``: deliveries, duplicates (a member counted
+twice) and losses (a member never counted) are counted there, not in our database. Its
+ceiling is measured in the same run: a plain ``httpx.AsyncClient`` (64 concurrent requests,
+one token) posting ``--ceiling-requests`` subscribe messages as fast as it can.
+
+Reported: time to first delivery (the fake's first accepted request minus the trigger), total
+time (until the fake has counted every member), deliveries/s, and that rate as a share of the
+ceiling. The bar (issue 5), on PostgreSQL + Redis: first delivery ≤ 1 s, ≥ 50% of the ceiling,
+zero duplicates and zero losses; the script prints a VERDICT line and exits 1 below it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.fakes
+
+FAKE_PORT_FILE = "fake.port"
+
+
+# --- the fake server process ------------------------------------------------------------------
+
+
+def serve_fake(port_file: str) -> None:
+    """Run the fake WeChat server (no consent bookkeeping: 100,000 users) plus /_stats."""
+    import socket
+
+    import uvicorn
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from tests.fakes.weixin import FakeWeixin
+
+    fake = FakeWeixin(strict_consent=False, record=False)
+    app = fake.asgi()
+
+    async def stats(request: Request) -> JSONResponse:
+        counts = fake.delivered
+        return JSONResponse(
+            {
+                "accepted": sum(counts.values()),
+                "distinct": len(counts),
+                "duplicates": sum(n - 1 for n in counts.values() if n > 1),
+                "first_at": fake.first_wall,
+                "last_at": fake.last_wall,
+            }
+        )
+
+    async def reset(request: Request) -> JSONResponse:
+        fake.delivered.clear()
+        fake.first_wall = None
+        fake.last_wall = None
+        return JSONResponse({"ok": True})
+
+    app.router.routes.append(Route("/_stats", stats))
+    app.router.routes.append(Route("/_reset", reset, methods=["POST"]))
+    original = fake._deliver
+
+    def deliver(key: str) -> None:
+        now = time.time()
+        if fake.first_wall is None:
+            fake.first_wall = now
+        fake.last_wall = now
+        original(key)
+
+    fake.first_wall = None  # type: ignore[attr-defined]
+    fake.last_wall = None  # type: ignore[attr-defined]
+    fake._deliver = deliver  # type: ignore[method-assign]
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    Path(port_file).write_text(str(sock.getsockname()[1]))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    )
+    server.run(sockets=[sock])
+
+
+def start_fake(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port_file = tmp / FAKE_PORT_FILE
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-fake", str(port_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 20
+    while not port_file.exists() or not port_file.read_text():
+        if time.monotonic() > deadline:
+            raise RuntimeError("fake server did not start")
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port_file.read_text()}"
+    import httpx
+
+    while True:
+        try:
+            httpx.get(f"{url}/_stats", timeout=2)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    return proc, url
+
+
+def stats(url: str) -> dict[str, Any]:
+    import httpx
+
+    return httpx.get(f"{url}/_stats", timeout=10).json()  # type: ignore[no-any-return]
+
+
+def ceiling(url: str, requests: int, concurrency: int = 64) -> float:
+    """Requests/s a plain async client gets from the fake: the most any sender could."""
+    import httpx
+    from tests.fakes.weixin import APPID, SECRET
+
+    async def main() -> float:
+        limits = httpx.Limits(max_connections=concurrency)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as c:
+            token = (
+                await c.get(
+                    f"{url}/cgi-bin/token",
+                    params={"grant_type": "client_credential", "appid": APPID, "secret": SECRET},
+                )
+            ).json()["access_token"]
+            sem = asyncio.Semaphore(concurrency)
+
+            async def one(i: int) -> None:
+                async with sem:
+                    r = await c.post(
+                        f"{url}/cgi-bin/message/subscribe/send",
+                        params={"access_token": token},
+                        json={
+                            "touser": f"ceiling-{i}",
+                            "template_id": "TPL-bench",
+                            "page": "pages/live",
+                            "data": {"thing1": {"value": "双11美妆专场"}},
+                        },
+                    )
+                    assert r.json()["errcode"] == 0
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(requests)))
+            return requests / (time.perf_counter() - t0)
+
+    rate = asyncio.run(main())
+    httpx.post(f"{url}/_reset", timeout=10)
+    return rate
+
+
+# --- one backend ------------------------------------------------------------------------------
+
+
+def seed(members: int) -> tuple[int, int]:
+    """A tenant with ``members`` members, each with one consent; returns (tenant id, n)."""
+    from sqlalchemy import insert
+    from tests.fakes.weixin import APPID, SECRET
+
+    from siyu.core import clock
+    from siyu.core.db import unit_of_work
+    from siyu.members.models import Member
+    from siyu.messaging import service
+    from siyu.messaging.models import Consent
+    from siyu.tenants import service as tenants
+
+    with unit_of_work() as db:
+        tenant = tenants.create_tenant(
+            db,
+            slug="fanout-" + secrets.token_hex(3),
+            name="所有女生",
+            settings={"wechat": {"appid": APPID, "secret": SECRET}},
+        )
+        service.save_template(
+            db,
+            tenant_id=tenant.id,
+            key="live",
+            name="开播",
+            title="开播啦",
+            body="{{ session.theme }} 开播啦",
+            subscribe={
+                "template_id": "TPL-bench",
+                "page": "pages/live?id={{ session.id }}",
+                "data": {"thing1": "{{ session.theme }}", "name2": "{{ member.nickname }}"},
+            },
+        )
+        tid = tenant.id
+    now = clock.now()
+    step = 10_000
+    for start in range(0, members, step):
+        n = min(step, members - start)
+        with unit_of_work() as db:
+            ids = db.scalars(
+                insert(Member).returning(Member.id),
+                [
+                    {
+                        "tenant_id": tid,
+                        "openid": f"o-bench-{start + i}",
+                        "nickname": f"粉丝{start + i}",
+                        "avatar_url": "",
+                        "source_channel": "bench",
+                        "joined_at": now,
+                    }
+                    for i in range(n)
+                ],
+            ).all()
+            db.execute(
+                insert(Consent),
+                [
+                    {
+                        "tenant_id": tid,
+                        "member_id": mid,
+                        "template_key": "TPL-bench",
+                        "remaining": 1,
+                        "updated_at": now,
+                    }
+                    for mid in ids
+                ],
+            )
+    return tid, members
+
+
+def run_backend(
+    name: str,
+    *,
+    database_url: str,
+    redis_url: str | None,
+    fake_url: str,
+    members: int,
+    processes: int,
+    threads: int,
+    tmp: Path,
+) -> dict[str, Any]:
+    queue = f"siyu-bench-{secrets.token_hex(4)}"
+    env = {
+        **os.environ,
+        "SIYU_DATABASE_URL": database_url,
+        "SIYU_VAR_DIR": str(tmp / name),
+        "SIYU_QUEUE_NAME": queue,
+        "SIYU_WECHAT_API_BASE": fake_url,
+        "SIYU_ENV": "development",
+    }
+    env.pop("SIYU_REDIS_URL", None)
+    if redis_url:
+        env["SIYU_REDIS_URL"] = redis_url
+    os.environ.update({k: v for k, v in env.items() if k.startswith("SIYU_")})
+    if not redis_url:
+        os.environ.pop("SIYU_REDIS_URL", None)
+    from siyu.core.migrate import upgrade
+
+    upgrade("head", url=database_url)
+    # Settings and the queue are read at import: this process imports siyu only now.
+    from siyu.core import db as core_db
+    from siyu.core.db import unit_of_work
+    from siyu.messaging import service
+
+    core_db.configure(core_db.make_engine(database_url))
+    t0 = time.perf_counter()
+    tid, n = seed(members)
+    print(f"  [{name}] seeded {n:,} members in {time.perf_counter() - t0:.1f}s", flush=True)
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "siyu.cli",
+                "worker",
+                "--workers",
+                str(threads),
+                "--no-periodic",
+            ],
+            env=env,
+            stdout=(tmp / f"{name}-worker-{i}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(processes)
+    ]
+    try:
+        # Trigger only once every consumer is up and polling (imports take seconds).
+        deadline = time.monotonic() + 120
+        while not all(
+            b"consumer started" in (tmp / f"{name}-worker-{i}.log").read_bytes()
+            for i in range(processes)
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("workers did not start")
+            time.sleep(0.1)
+        time.sleep(0.5)
+        with unit_of_work() as db:
+            msg = service.send(
+                db,
+                tenant_id=tid,
+                purpose="broadcast:bench",
+                target=service.Target(kind="all_members"),
+                template="live",
+                context={"session": {"id": 42, "theme": "双11美妆专场"}},
+                channels=["subscribe", "inbox"],
+                kind="broadcast",
+            )
+            message_id = msg.id
+            trigger = time.time()  # the commit follows: close enough, and conservative
+        deadline = time.monotonic() + 3600
+        s = stats(fake_url)
+        last, last_change = -1, time.monotonic()
+        while s["distinct"] < n and time.monotonic() < deadline:
+            time.sleep(0.5)
+            s = stats(fake_url)
+            if s["accepted"] != last:
+                last, last_change = s["accepted"], time.monotonic()
+            elif time.monotonic() - last_change > 60:
+                break  # stalled for a minute: report what arrived
+        time.sleep(1)  # anything still in flight shows up as a duplicate now
+        s = stats(fake_url)
+        with unit_of_work() as db:
+            counts = service.status_counts(db, message_id=message_id)
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                w.kill()
+        core_db.configure(None)
+    first = (s["first_at"] - trigger) if s["first_at"] else float("nan")
+    total = (s["last_at"] - trigger) if s["last_at"] else float("nan")
+    return {
+        "backend": name,
+        "members": n,
+        "first_delivery_s": first,
+        "total_s": total,
+        "per_s": s["distinct"] / total if total and total == total else 0.0,
+        "accepted": s["accepted"],
+        "duplicates": s["duplicates"],
+        "lost": n - s["distinct"],
+        "db_counts": counts,
+        "workers": f"{processes}×{threads}",
+    }
+
+
+def child(**kw: Any) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(kw)],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
+        print(line, flush=True)
+    raise RuntimeError(f"the {kw['name']} run failed (exit {proc.returncode})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve-fake", help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--workers", type=int, default=2, help="PostgreSQL worker processes")
+    parser.add_argument("--pg-threads", type=int, default=4)
+    parser.add_argument("--sqlite-threads", type=int, default=2)
+    parser.add_argument("--ceiling-requests", type=int, default=20_000)
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "SIYU_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("SIYU_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    args = parser.parse_args()
+    if args.serve_fake:
+        serve_fake(args.serve_fake)
+        return 0
+    if args.child:
+        # One backend per process: settings and the job queue are fixed at import.
+        kw = json.loads(args.child)
+        kw["tmp"] = Path(kw["tmp"])
+        print("RESULT " + json.dumps(run_backend(**kw), ensure_ascii=False), flush=True)
+        return 0
+
+    from sqlalchemy import create_engine, text
+
+    tmp = Path(tempfile.mkdtemp(prefix="siyu-fanout-"))
+    fake, url = start_fake(tmp)
+    results: list[dict[str, Any]] = []
+    ceilings: list[float] = []
+    pg_db = f"siyu_bench_{secrets.token_hex(4)}"
+    admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        for backend in args.backends.split(","):
+            rate = ceiling(url, args.ceiling_requests)
+            ceilings.append(rate)
+            print(f"fake server ceiling: {rate:,.0f} requests/s", flush=True)
+            if backend == "sqlite":
+                (tmp / "sqlite").mkdir(exist_ok=True)
+                r = child(
+                    name="sqlite",
+                    database_url=f"sqlite:///{tmp / 'sqlite' / 'siyu.db'}",
+                    redis_url=None,
+                    fake_url=url,
+                    members=args.members,
+                    processes=1,
+                    threads=args.sqlite_threads,
+                    tmp=str(tmp),
+                )
+            else:
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{pg_db}"'))
+                (tmp / "postgresql").mkdir(exist_ok=True)
+                r = child(
+                    name="postgresql",
+                    database_url=args.pg_url.rsplit("/", 1)[0] + f"/{pg_db}",
+                    redis_url=args.redis_url,
+                    fake_url=url,
+                    members=args.members,
+                    processes=args.workers,
+                    threads=args.pg_threads,
+                    tmp=str(tmp),
+                )
+            r["ceiling_per_s"] = rate
+            results.append(r)
+            print(json.dumps(r, ensure_ascii=False), flush=True)
+            import httpx
+
+            httpx.post(f"{url}/_reset", timeout=10)
+    finally:
+        fake.terminate()
+        fake.wait(timeout=10)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)'))
+        admin.dispose()
+
+    print()
+    print(
+        f"{'backend':<11} {'members':>8} {'workers':>7} {'first s':>8} {'total s':>8} "
+        f"{'deliv/s':>8} {'ceiling/s':>9} {'% ceil':>6} {'dups':>5} {'lost':>5}"
+    )
+    for r in results:
+        share = 100 * r["per_s"] / r["ceiling_per_s"] if r["ceiling_per_s"] else 0
+        print(
+            f"{r['backend']:<11} {r['members']:>8,} {r['workers']:>7} "
+            f"{r['first_delivery_s']:>8.2f} {r['total_s']:>8.1f} {r['per_s']:>8,.0f} "
+            f"{r['ceiling_per_s']:>9,.0f} {share:>5.0f}% {r['duplicates']:>5} {r['lost']:>5}"
+        )
+    ok = all(r["duplicates"] == 0 and r["lost"] == 0 for r in results)
+    pg = [r for r in results if r["backend"] == "postgresql"]
+    for r in pg:
+        ok = ok and r["first_delivery_s"] <= 1.0 and r["per_s"] >= 0.5 * r["ceiling_per_s"]
+    print(
+        "VERDICT:",
+        "PASS" if ok else "FAIL",
+        "(PostgreSQL + Redis: first delivery ≤ 1 s, ≥ 50% of the fake's ceiling; "
+        "everywhere: zero duplicates, zero losses, counted at the fake server)",
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
