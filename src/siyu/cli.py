@@ -359,6 +359,9 @@ def serve(
         proxy_headers=True,
         access_log=False,
         log_config=None,  # keep our structured logging (siyu.access logs each request)
+        # uvicorn restarts a worker that misses its 5 s health ping; a worker importing the app
+        # on a busy machine (a deploy during a live broadcast) can take longer than that.
+        timeout_worker_healthcheck=60,
     )
 
 
