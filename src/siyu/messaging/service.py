@@ -93,6 +93,7 @@ log = logging.getLogger("siyu.messaging")
 
 MAX_ATTEMPTS = 5
 EXPAND_CHUNK = 5000
+FIRST_CHUNK = 200
 TARGET_KINDS = ("members", "all_members", "members_tag", "all_groups", "groups_tag")
 
 
@@ -546,10 +547,13 @@ def send(
             msg.status, msg.finished_at = ACTIVE, None
         if not later and added:
             _after_commit_dispatch(db, msg.id)
-    elif msg.status == EXPANDING:
+    elif msg.status == EXPANDING and msg.expanded_to == 0:
         from siyu.messaging import tasks
 
-        after_commit(db, tasks.expand, msg.id)
+        # The first recipients are written here, so dispatch starts the moment this commits;
+        # a worker writes the rest in chunks.
+        if expand_chunk(db, message_id=msg.id, chunk=FIRST_CHUNK):
+            after_commit(db, tasks.expand, msg.id)
     db.flush()
     return msg
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 from huey import crontab
 
 from siyu.core.db import unit_of_work
 from siyu.core.jobs import huey
 from siyu.messaging import service
+from siyu.messaging.channels import Sender, credentials_of
 from siyu.tenants.models import Tenant
 
 log = logging.getLogger("siyu.messaging")
@@ -56,11 +58,20 @@ def run_expand(message_id: int) -> int:
 
 def run_dispatch(message_id: int, *, batch: int = BATCH, transport: object = None) -> int:
     """Claim and send batches until none is due; returns the deliveries handled."""
-    return asyncio.run(_dispatch(message_id, batch=batch, transport=transport))
+    coro = _dispatch(message_id, batch=batch, transport=transport)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from a thread that already runs an event loop: asyncio.run() would refuse.
+    out: list[int] = []
+    thread = threading.Thread(target=lambda: out.append(asyncio.run(coro)))
+    thread.start()
+    thread.join()
+    return out[0] if out else 0
 
 
 async def _dispatch(message_id: int, *, batch: int, transport: object) -> int:
-    from siyu.messaging.channels import Sender, credentials_of
     from siyu.messaging.models import Message
 
     with unit_of_work() as db:
