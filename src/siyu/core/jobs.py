@@ -28,6 +28,7 @@ CONSUMER_POLLING = {"initial_delay": 0.05, "backoff": 1.15, "max_delay": 0.5}
 def load_tasks() -> None:
     """Import every domain's tasks so the consumer knows them."""
     import siyu.ledger.tasks  # noqa: F401
+    import siyu.live.reminders  # noqa: F401  (registers the live_reservers message target)
     import siyu.messaging.tasks  # noqa: F401
     import siyu.orders.tasks  # noqa: F401
     import siyu.trials.tasks  # noqa: F401

@@ -4,6 +4,7 @@ problem+json errors, locale negotiation and templates."""
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -16,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from markupsafe import Markup, escape
 from sqlalchemy.orm import Session, lazyload
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -196,6 +198,18 @@ def _fmt_points(n: int) -> str:
 
 
 _env.filters["points"] = _fmt_points
+
+_LINK = re.compile(r"(https?://[^\s<>\"']+|(?<![\w/])/r/[A-Za-z0-9_-]+)")
+
+
+def _linkify(text: str) -> Markup:
+    """Plain text (an inbox message) with its http(s) links and tracked /r/ links clickable."""
+    return Markup(
+        _LINK.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', str(escape(text)))
+    )
+
+
+_env.filters["linkify"] = _linkify
 
 REASON_LABELS = {
     "purchase": i18n._l("Live-room order"),

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from siyu.core import clock
 from siyu.core.errors import Forbidden, InvalidField
 from siyu.core.web import DbSession, IdempotencyKey, TxRoute, api_member, problems, requires
-from siyu.live import service
+from siyu.live import reminders, service
 from siyu.live.errors import (
     InvalidLive,
     InvalidTransition,
@@ -195,7 +195,7 @@ def on_sale(product_id: int, db: DbSession, op: Manager) -> OnSaleRead:
 @router.get("/live/sessions/{session_id}/funnel", responses=problems(Forbidden, SessionNotFound))
 def read_funnel(session_id: int, db: DbSession, op: Reader) -> list[FunnelRowRead]:
     """Reserved → reminded → delivered → clicked for the session and each product."""
-    rows = service.funnel(db, tenant_id=op.tenant_id, session_id=session_id)
+    rows = reminders.funnel(db, tenant_id=op.tenant_id, session_id=session_id)
     return [FunnelRowRead.model_validate(r.__dict__) for r in rows]
 
 
@@ -317,6 +317,9 @@ def reserve(body: ReservationCreate, db: DbSession, member: CurrentMember) -> Re
         member_id=member.id,
         session_id=body.session_id,
         product_id=body.product_id,
+    )
+    reminders.record_consents(
+        db, tenant_id=member.tenant_id, member_id=member.id, subscribe=body.subscribe
     )
     return ReservationRead.model_validate(row)
 

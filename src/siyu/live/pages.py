@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from siyu.core import clock
 from siyu.core.errors import SiyuError
 from siyu.core.web import CsrfChecked, DbSession, TxRoute, page_member, render, requires
-from siyu.live import service
+from siyu.live import reminders, service
 from siyu.live.errors import LinkNotFound, ReservationClosed
 from siyu.live.models import LiveSession
 from siyu.members.models import Member
@@ -455,7 +455,7 @@ def control_panel(request: Request, session_id: int, db: DbSession, op: Reader) 
         op=op,
         tenant=tenant,
         s=session,
-        rows=service.funnel(db, tenant_id=op.tenant_id, session_id=session.id),
+        rows=reminders.funnel(db, tenant_id=op.tenant_id, session_id=session.id),
         products={
             p.id: p for p in service.lineup(db, tenant_id=op.tenant_id, session_id=session.id)
         },
@@ -474,7 +474,7 @@ def counters(request: Request, session_id: int, db: DbSession, op: Reader) -> HT
         "admin/_live_counters.html",
         s=session,
         can_manage=tenants.can(op.role, "live.manage"),
-        rows=service.funnel(db, tenant_id=op.tenant_id, session_id=session.id),
+        rows=reminders.funnel(db, tenant_id=op.tenant_id, session_id=session.id),
         **_helpers(tenant),
     )
 
@@ -549,8 +549,10 @@ def member_reserve(
     member: PageMember,
     product_id: Annotated[str, Form(max_length=12)] = "",
     back: Annotated[str, Form(max_length=16)] = "",
+    notify: Annotated[str, Form(max_length=4)] = "",
 ) -> Response:
-    """Reserve the session (no product) or one product; a closed target says so, no error."""
+    """Reserve the session (no product) or one product; a closed target says so, no error.
+    ``notify`` (the "remind me by WeChat message" box) records the subscribe consent."""
     pid = int(product_id) if product_id.strip().isdigit() else None
     try:
         service.reserve(
@@ -560,6 +562,8 @@ def member_reserve(
             session_id=session_id,
             product_id=pid,
         )
+        if notify:
+            reminders.consent_to_reminder(db, tenant_id=member.tenant_id, member_id=member.id)
         notice = "reserved"
     except ReservationClosed:
         notice = "closed"

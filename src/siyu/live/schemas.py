@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 Platform = Literal["taobao", "douyin", "kuaishou"]
 Fen = Field(ge=0, le=100_000_000, description="Price in fen (分)")
@@ -138,9 +138,19 @@ class ShareRead(BaseModel):
     url: str | None
 
 
+TemplateId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
 class ReservationCreate(BaseModel):
     session_id: int
     product_id: int | None = Field(default=None, description="Omit to reserve the session")
+    subscribe: dict[TemplateId, str] | None = Field(
+        default=None,
+        max_length=10,
+        description="The mini program's wx.requestSubscribe result, {template id: 'accept' | "
+        "'reject' | 'ban' | 'filter'}: each accepted template id records one consent (the "
+        "reminder goes out as a subscribe message; without one it lands in the inbox)",
+    )
 
 
 class ReservationRead(BaseModel):

@@ -434,6 +434,9 @@ def _mark_due(db: Session, tenant_id: int, target: Any, now: dt.datetime, *, pro
 
 
 def _after_due(db: Session, tenant_id: int, kind: str, target_id: int) -> None:
+    from siyu.live import reminders  # the fan-out, queued in this same transaction
+
+    reminders.fan_out(db, tenant_id=tenant_id, kind=kind, target_id=target_id)
     for hook in _due_hooks:
         after_commit(db, hook, tenant_id, kind, target_id)
 

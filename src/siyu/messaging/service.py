@@ -36,7 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from typing import cast as typecast
@@ -98,6 +98,34 @@ TARGET_KINDS = ("members", "all_members", "members_tag", "all_groups", "groups_t
 
 
 @dataclass(frozen=True)
+class TargetKind:
+    """A target kind another domain registers (``register_target``) so messaging can expand it
+    without importing that domain: ``members(tenant_id, ref)`` is a SELECT of member ids (the
+    expansion worker inserts from it in chunks, nothing passes inline) and ``context(db,
+    tenant_id, ref, member_ids)`` adds per-recipient template variables at dispatch."""
+
+    label: Any  # a lazy string (`_l`); "{ref}" is replaced by the target's ref
+    members: Callable[[int, str], Any]
+    context: Callable[[Session, int, str, list[int]], dict[int, dict[str, Any]]] | None = None
+
+
+_REGISTERED: dict[str, TargetKind] = {}
+
+
+def register_target(
+    kind: str,
+    *,
+    label: Any,
+    members: Callable[[int, str], Any],
+    context: Callable[[Session, int, str, list[int]], dict[int, dict[str, Any]]] | None = None,
+) -> None:
+    """Register (idempotently) a member target kind resolved by another domain."""
+    if kind in TARGET_KINDS:
+        raise ValueError(f"{kind} is a built-in target kind")
+    _REGISTERED[kind] = TargetKind(label=label, members=members, context=context)
+
+
+@dataclass(frozen=True)
 class Target:
     """Who a message goes to: listed members, all members, members with a tag, all WeCom
     groups or groups with a tag."""
@@ -105,9 +133,10 @@ class Target:
     kind: str
     tag: str = ""
     member_ids: tuple[int, ...] = ()
+    ref: str = ""  # what a registered kind targets (e.g. a live product's id)
 
     def __post_init__(self) -> None:
-        if self.kind not in TARGET_KINDS:
+        if self.kind not in TARGET_KINDS and self.kind not in _REGISTERED:
             raise InvalidMessage(
                 field="target", problem=_("unknown target {kind}").format(kind=self.kind)
             )
@@ -124,6 +153,8 @@ class Target:
             out["tag"] = self.tag
         if self.kind == "members":
             out["member_ids"] = list(self.member_ids)
+        if self.ref:
+            out["ref"] = self.ref
         return out
 
     @classmethod
@@ -132,9 +163,12 @@ class Target:
             kind=str(data.get("kind", "")),
             tag=str(data.get("tag", "")),
             member_ids=tuple(int(i) for i in data.get("member_ids") or ()),
+            ref=str(data.get("ref", "")),
         )
 
     def describe(self) -> str:
+        if self.kind in _REGISTERED:
+            return str(_REGISTERED[self.kind].label).format(ref=self.ref)
         return {
             "members": _("Chosen members"),
             "all_members": _("All members"),
@@ -599,6 +633,8 @@ def _insert_select(db: Session, sel: Any, owner_col: str) -> int:
 
 
 def _target_filter(db: Session, tenant_id: int, target: Target) -> list[Any]:
+    if target.kind in _REGISTERED:
+        return [Member.id.in_(_REGISTERED[target.kind].members(tenant_id, target.ref))]
     if target.kind == "members":
         return [Member.id.in_(target.member_ids)]
     if target.kind == "members_tag":
@@ -912,13 +948,14 @@ def claim_batch(db: Session, *, message_id: int, limit: int = 200) -> Claim:
                 plan[r.id] = "none"
 
     base_ctx = {**(msg.context or {})}
+    extra = _recipient_context(db, msg, member_ids)
     jobs: list[Job] = []
     updates: list[dict[str, Any]] = []
     inbox_rows: list[dict[str, Any]] = []
     for r in claimed:
         channel = plan[r.id]
         member = members.get(r.member_id) if r.member_id is not None else None
-        ctx = {**base_ctx, **member_context(member, tenant)}
+        ctx = {**base_ctx, **extra.get(r.member_id or 0, {}), **member_context(member, tenant)}
         if r.group_id is not None:
             g = groups.get(r.group_id)
             ctx["group"] = {"name": g.name if g else ""}
@@ -1036,6 +1073,16 @@ def claim_batch(db: Session, *, message_id: int, limit: int = 200) -> Claim:
         msg.first_sent_at = now
     db.flush()
     return Claim(len(claimed), jobs)
+
+
+def _recipient_context(
+    db: Session, msg: Message, member_ids: list[int]
+) -> dict[int, dict[str, Any]]:
+    """Per-member template variables a registered target kind supplies (tracked links…)."""
+    kind = _REGISTERED.get(str((msg.target or {}).get("kind", "")))
+    if kind is None or kind.context is None or not member_ids:
+        return {}
+    return kind.context(db, msg.tenant_id, str(msg.target.get("ref", "")), member_ids)
 
 
 def record_outcomes(db: Session, *, message_id: int, outcomes: Sequence[Outcome]) -> None:
@@ -1234,5 +1281,6 @@ __all__ = [
     "cancel",
     "count_recipients",
     "record_consent",
+    "register_target",
     "send",
 ]

@@ -1,0 +1,238 @@
+"""The "on sale now" / "we're live" reminder: consent at reservation, the fan-out through the
+messaging engine, the ready-made template and the funnel's delivered counts.
+
+Flow::
+
+    reserve (+ wx.requestSubscribe result) ──► messaging.record_consent(template id)
+    mark_on_sale / transition(start) ── marks reservations due ──► fan_out(db, …) in the same
+        transaction ──► messaging.send(purpose="live:product:<id>:on-sale",
+                                       target=Target(kind="live_reservers", ref="p<id>"))
+    expansion worker ── INSERT … SELECT member ids of the due reservations, in chunks
+    dispatch ── per recipient: this module's ``_recipient_context`` adds the reservation's
+        tracked link (/r/<click token>) ──► subscribe message if the member consented, else
+        the inbox (messaging's fallback)
+
+Exactly once: the on-sale/start UPDATE marks a reservation due once and only the transaction
+that marked calls ``fan_out``; the purpose key is per product (per session) and messaging
+delivers each (purpose, member) once, so a double click, a retried request or a re-run never
+sends twice. Nothing passes member ids inline: the ``live_reservers`` target is resolved by the
+expansion worker from the reservations table, so 200,000 reservers commit as one row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from siyu.core.i18n import _l
+from siyu.live.models import DUE, FAILED, SENT, LiveProduct, LiveSession, Reservation
+from siyu.messaging import service as messaging
+from siyu.messaging.errors import TemplateExists
+from siyu.messaging.models import SENT as DELIVERED
+from siyu.messaging.models import Delivery, MessageTemplate
+from siyu.tenants.models import Tenant
+
+TEMPLATE_KEY = "live.reminder"
+TARGET_KIND = "live_reservers"
+# Placeholder until the operator pastes the mini program's own template id (WeChat assigns it
+# when a template is picked from the public library); consents are kept under this id.
+DEFAULT_SUBSCRIBE_ID = "live-reminder"
+_NOTIFIED = (DUE, SENT, FAILED)
+
+
+def purpose(kind: str, target_id: int) -> str:
+    return (
+        f"live:product:{target_id}:on-sale"
+        if kind == "product"
+        else (f"live:session:{target_id}:start")
+    )
+
+
+# --- the ready-made template ------------------------------------------------------------------
+
+DEFAULT_TEMPLATE: dict[str, Any] = {
+    "name": "直播提醒（开抢/开播）",
+    "title": "{{ subject }}{{ '开抢啦' if kind == 'product' else '开播啦' }}",
+    "body": (
+        "你预约的「{{ subject }}」{{ '开抢了' if kind == 'product' else '开播了' }}！"
+        "{% if price %}直播价 {{ price }}。{% endif %}"
+        "{% if password %}复制淘口令 {{ password }} 打开淘宝。{% endif %}"
+        "立即前往：{{ reminder.path }}"
+    ),
+    "subscribe": {
+        "template_id": DEFAULT_SUBSCRIBE_ID,
+        "page": "pages/live/reminder?t={{ reminder.token }}",
+        "data": {
+            "thing1": "{{ subject }}",
+            "thing2": (
+                "{{ '商品已开抢，点击立即购买' if kind == 'product' else '直播已开始，点击进入' }}"
+            ),
+            "time3": "{{ at }}",
+        },
+    },
+}
+
+
+def ensure_template(db: Session, *, tenant_id: int) -> MessageTemplate:
+    """The tenant's reminder template, created from ``DEFAULT_TEMPLATE`` the first time (the
+    operator edits it like any other template; an edited one is never overwritten)."""
+    found = messaging.find_template(db, tenant_id=tenant_id, key=TEMPLATE_KEY)
+    if found is not None:
+        return found
+    try:
+        return messaging.save_template(
+            db, tenant_id=tenant_id, key=TEMPLATE_KEY, create_only=True, **DEFAULT_TEMPLATE
+        )
+    except TemplateExists:  # a concurrent first use created it
+        found = messaging.find_template(db, tenant_id=tenant_id, key=TEMPLATE_KEY)
+        assert found is not None
+        return found
+
+
+def subscribe_template_id(db: Session, *, tenant_id: int) -> str:
+    row = ensure_template(db, tenant_id=tenant_id)
+    return str((row.subscribe or {}).get("template_id") or "")
+
+
+# --- consent ----------------------------------------------------------------------------------
+
+
+def record_consents(
+    db: Session, *, tenant_id: int, member_id: int, subscribe: dict[str, str] | None
+) -> list[str]:
+    """Store what ``wx.requestSubscribe`` answered (``{template id: "accept" | "reject" |
+    "ban" | "filter"}``): one consent per accepted template. Returns the accepted ids."""
+    accepted = sorted(k for k, v in (subscribe or {}).items() if v == "accept")
+    for template_id in accepted:
+        messaging.record_consent(
+            db, tenant_id=tenant_id, member_id=member_id, template_key=template_id
+        )
+    return accepted
+
+
+def consent_to_reminder(db: Session, *, tenant_id: int, member_id: int) -> str:
+    """The H5 "remind me by WeChat" box: one consent for the reminder template."""
+    template_id = subscribe_template_id(db, tenant_id=tenant_id)
+    messaging.record_consent(db, tenant_id=tenant_id, member_id=member_id, template_key=template_id)
+    return template_id
+
+
+# --- the fan-out ------------------------------------------------------------------------------
+
+
+def _split(ref: str) -> tuple[str, int]:
+    kind = "product" if ref.startswith("p") else "session"
+    return kind, int(ref[1:] or 0)
+
+
+def _reservers(tenant_id: int, ref: str) -> Any:
+    """SELECT of the member ids reminded for a product (``p<id>``) or session (``s<id>``)."""
+    kind, target_id = _split(ref)
+    q = select(Reservation.member_id).where(
+        Reservation.tenant_id == tenant_id, Reservation.remind_state.in_(_NOTIFIED)
+    )
+    if kind == "product":
+        return q.where(Reservation.product_id == target_id)
+    return q.where(Reservation.session_id == target_id, Reservation.product_id.is_(None))
+
+
+def _recipient_context(
+    db: Session, tenant_id: int, ref: str, member_ids: list[int]
+) -> dict[int, dict[str, Any]]:
+    """Each recipient's tracked link, from their reservation's click token."""
+    rows = db.execute(
+        select(Reservation.member_id, Reservation.click_token).where(
+            Reservation.tenant_id == tenant_id,
+            Reservation.member_id.in_(member_ids),
+            Reservation.target == ref,
+        )
+    )
+    return {int(m): {"reminder": {"token": t, "path": f"/r/{t}"}} for m, t in rows}
+
+
+messaging.register_target(
+    TARGET_KIND,
+    label=_l("Reservers of {ref}"),
+    members=_reservers,
+    context=_recipient_context,
+)
+
+
+def _context(db: Session, tenant: Tenant, kind: str, target_id: int) -> dict[str, Any]:
+    from siyu.live import service as live
+
+    if kind == "product":
+        product = db.get(LiveProduct, target_id)
+        assert product is not None
+        session = db.get(LiveSession, product.session_id)
+        assert session is not None
+        link = product.link
+        at = product.on_sale_at
+        subject = product.title
+        price = live.format_fen(product.live_price_fen)
+    else:
+        session = db.get(LiveSession, target_id)
+        assert session is not None
+        link = session.room_url or session.taobao_password
+        at = session.started_at
+        subject = session.theme
+        price = ""
+    when = live.local(at, tenant.timezone).strftime("%Y-%m-%d %H:%M") if at else ""
+    return {
+        "kind": kind,
+        "subject": subject,
+        "price": price,
+        "at": when,
+        "link": link,
+        "password": link.strip() if not live.is_url(link) and live.taobao_token(link) else "",
+        "session": {"id": session.id, "theme": session.theme, "platform": session.platform},
+        "product": {"id": target_id, "title": subject} if kind == "product" else {},
+    }
+
+
+def fan_out(db: Session, *, tenant_id: int, kind: str, target_id: int) -> int:
+    """Queue the reminder of a product that went on sale (``kind="product"``) or a session that
+    started (``"session"``) to every reserver, in the caller's transaction. Idempotent by its
+    purpose key; returns the message id."""
+    tenant = db.get(Tenant, tenant_id)
+    assert tenant is not None
+    template = ensure_template(db, tenant_id=tenant_id)
+    ref = f"{'p' if kind == 'product' else 's'}{target_id}"
+    msg = messaging.send(
+        db,
+        tenant_id=tenant_id,
+        purpose=purpose(kind, target_id),
+        target=messaging.Target(kind=TARGET_KIND, ref=ref),
+        template=template,
+        context=_context(db, tenant, kind, target_id),
+        kind="live",
+        created_by="live",
+    )
+    return msg.id
+
+
+# --- funnel -----------------------------------------------------------------------------------
+
+
+def funnel(db: Session, *, tenant_id: int, session_id: int) -> list[Any]:
+    """live.funnel with "delivered" taken from messaging: the reminders a channel accepted
+    (subscribe message or inbox), by the message's purpose key."""
+    from siyu.live import service as live
+
+    rows = live.funnel(db, tenant_id=tenant_id, session_id=session_id)
+    purposes = {purpose(r.kind, r.id): r for r in rows}
+    counts = dict(
+        db.execute(
+            select(Delivery.purpose, func.count())
+            .where(
+                Delivery.tenant_id == tenant_id,
+                Delivery.purpose.in_(list(purposes)),
+                Delivery.status == DELIVERED,
+            )
+            .group_by(Delivery.purpose)
+        ).all()
+    )
+    return [replace(r, delivered=int(counts.get(p, 0))) for p, r in purposes.items()]
