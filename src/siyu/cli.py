@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from siyu.core import logs
-from siyu.core.cli import JsonFlag, command, console, emit, fail
+from siyu.core.cli import JsonFlag, TenantOpt, command, console, emit, fail
+from siyu.core.cli import tenant_id as _tenant_id
 from siyu.core.settings import get_settings
 
 app = typer.Typer(
@@ -48,14 +49,6 @@ from siyu.mall.cli import draw_app, mall_app, trial_app  # noqa: E402
 app.add_typer(mall_app, name="mall")
 app.add_typer(trial_app, name="trial")
 app.add_typer(draw_app, name="draw")
-
-TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
-
-
-def _tenant_id(db: object, slug: str) -> int:
-    from siyu.tenants import service as tenants
-
-    return tenants.get_tenant(db, slug=slug).id  # type: ignore[arg-type]
 
 
 # --- db ---------------------------------------------------------------------------------------

@@ -20,6 +20,14 @@ from siyu.core.errors import SiyuError
 console = Console()
 err_console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
+
+
+def tenant_id(db: Session, slug: str) -> int:
+    """The id of the tenant ``slug`` (raises TenantNotFound)."""
+    from siyu.tenants import service as tenants
+
+    return tenants.get_tenant(db, slug=slug).id
 
 
 def emit(as_json: bool, data: dict[str, Any], human: Callable[[], None] | str) -> None:

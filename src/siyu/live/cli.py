@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from siyu.core.cli import JsonFlag, command, emit, fail
+from siyu.core.cli import JsonFlag, TenantOpt, command, emit, fail
 
 app = typer.Typer(help="Live sessions, lineups and the on-sale action.", no_args_is_help=True)
 session_app = typer.Typer(help="Live sessions.", no_args_is_help=True)
@@ -15,7 +15,6 @@ lineup_app = typer.Typer(help="Lineups of live sessions.", no_args_is_help=True)
 app.add_typer(session_app, name="session")
 app.add_typer(lineup_app, name="lineup")
 
-TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
 SessionOpt = Annotated[int, typer.Option("--session", help="Session id.")]
 ProductOpt = Annotated[int, typer.Option("--product", help="Product id.")]
 KeyOpt = Annotated[

@@ -8,21 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from siyu.core.cli import JsonFlag, command, emit, fail
+from siyu.core.cli import JsonFlag, TenantOpt, command, emit, fail
+from siyu.core.cli import tenant_id as _tenant_id
 
 mall_app = typer.Typer(
     help="Points mall: items, codes, orders and fulfillment.", no_args_is_help=True
 )
 trial_app = typer.Typer(help="Product trials and their fair draw.", no_args_is_help=True)
 draw_app = typer.Typer(help="The verifiable draw.", no_args_is_help=True)
-
-TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
-
-
-def _tenant_id(db: Any, slug: str) -> int:
-    from siyu.tenants import service as tenants
-
-    return tenants.get_tenant(db, slug=slug).id
 
 
 def _item_out(i: Any) -> dict[str, Any]:

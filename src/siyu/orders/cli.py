@@ -9,16 +9,10 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from siyu.core.cli import JsonFlag, command, console, emit, fail
+from siyu.core.cli import JsonFlag, TenantOpt, command, console, emit, fail
+from siyu.core.cli import tenant_id as _tenant_id
 
 app = typer.Typer(help="Live-room orders: imports and claims.", no_args_is_help=True)
-TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
-
-
-def _tenant_id(db: Any, slug: str) -> int:
-    from siyu.tenants import service as tenants
-
-    return tenants.get_tenant(db, slug=slug).id
 
 
 def claim_out(c: Any) -> dict[str, Any]:
