@@ -163,11 +163,10 @@ def start_server(url: str, workers: int, port: int, var_dir: str) -> subprocess.
         "SIYU_LOG_LEVEL": "WARNING",
     }
     cmd = [str(ROOT / ".venv/bin/siyu"), "serve", "--bind", f"127.0.0.1:{port}"]
+    # The log goes to a file: a pipe nobody reads fills up and stalls the server mid-run.
+    log = open(Path(var_dir) / "server.log", "wb")  # noqa: SIM115 (the server holds it)
     proc = subprocess.Popen(
-        [*cmd, "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        [*cmd, "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + 300  # an overloaded machine imports slowly
     while time.monotonic() < deadline:
@@ -178,7 +177,7 @@ def start_server(url: str, workers: int, port: int, var_dir: str) -> subprocess.
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError(
-        "the server did not start: " + (proc.stderr.read() if proc.stderr else b"").decode()[-2000:]
+        "the server did not start: " + (Path(var_dir) / "server.log").read_text()[-2000:]
     )
 
 
