@@ -21,7 +21,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from siyu.core import db as dbmod
 from siyu.core import i18n
 from siyu.core.settings import get_settings
-from siyu.core.web import PROBLEM, install_error_handlers, pick_locale, unexpected_error_response
+from siyu.core.web import (
+    PROBLEM,
+    install_error_handlers,
+    pick_locale,
+    skip_unrelated_routers,
+    unexpected_error_response,
+)
 
 log = logging.getLogger("siyu.web")
 access = logging.getLogger("siyu.access")
@@ -180,6 +186,7 @@ def create_app(*, start_consumer: bool = True) -> FastAPI:
         trials_pages.router,
     ):
         app.include_router(router)
+    skip_unrelated_routers(app)
 
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     if (NODE_MODULES / "htmx.org").exists():
