@@ -9,9 +9,11 @@ import pytest
 from siyu.ledger import debt
 from siyu.ledger import service as ledger
 from siyu.members import service as members
+from siyu.messaging import service as messaging
 from siyu.orders import errors as e
 from siyu.orders import service
 from tests.factories import make_member, make_operator, spend
+from tests.messaging.conftest import _empty_queue, drain  # noqa: F401
 from tests.orders.samples import TbRow, taobao_csv
 
 
@@ -113,6 +115,21 @@ def test_pending_claims_expire_after_the_window_with_their_reason(db, tenant, fa
     db.refresh(c)
     assert (c.status, c.reason) == ("expired", "orders.claim_expired")
     assert "claim window" in service.reason_text(c.reason) or c.reason
+
+
+def test_an_expired_claim_tells_its_member_once(db, tenant, fan, clock):
+    other = make_member(db, tenant)
+    claim(db, fan, "4102", "buyer")
+    clock.advance(days=31)
+
+    assert service.expire_claims(db, tenant_id=tenant.id) == 1
+    assert service.expire_claims(db, tenant_id=tenant.id) == 0
+    db.commit()
+    drain()
+
+    [item] = messaging.list_inbox(db, tenant_id=tenant.id, member_id=fan.id)
+    assert "4102" in item.body
+    assert messaging.list_inbox(db, tenant_id=tenant.id, member_id=other.id) == []
 
 
 def test_conversion_rule_multipliers_minimum_and_daily_cap(db, tenant, fan, run, clock):

@@ -13,6 +13,7 @@ from siyu import draw as drawing
 from siyu.ledger import service as ledger
 from siyu.mall import models as mm
 from siyu.members import service as members
+from siyu.messaging import service as messaging
 from siyu.trials import models as t
 from siyu.trials import service as trials
 from tests.factories import (
@@ -24,6 +25,7 @@ from tests.factories import (
     member_headers,
     token_headers,
 )
+from tests.messaging.conftest import _empty_queue, drain  # noqa: F401
 
 PROBLEM = "application/problem+json"
 SEED = "5eed" * 16  # 32 bytes
@@ -327,3 +329,42 @@ def test_the_periodic_job_draws_server_seeded_trials_once_their_window_closes(db
     assert db.get(t.Trial, committed_by_operator.id).status == t.OPEN  # needs its seed revealed
     won = trials.find_application(db, tenant_id=tenant.id, trial_id=closing.id, member_id=member.id)
     assert won.status == t.WON
+
+
+def test_winners_are_told_once_and_losers_are_not(db, clock):
+    tenant = make_tenant(db)
+    people = [applicant(db, tenant) for _ in range(3)]
+    trial = trials.create_trial(
+        db,
+        tenant_id=tenant.id,
+        title="面霜试用",
+        slots=1,
+        apply_from=clock.now - dt.timedelta(hours=1),
+        apply_until=clock.now + dt.timedelta(minutes=30),
+        report_deadline=clock.now + dt.timedelta(days=3),
+    )
+    for member, address in people:
+        trials.apply(
+            db, tenant_id=tenant.id, trial_id=trial.id, member_id=member.id, address_id=address.id
+        )
+    clock.advance(hours=1)
+    trials.draw(db, tenant_id=tenant.id, trial_id=trial.id)
+    trials.draw(db, tenant_id=tenant.id, trial_id=trial.id)  # a repeat changes nothing
+    db.commit()
+    drain()
+
+    told = {
+        member.id: messaging.list_inbox(db, tenant_id=tenant.id, member_id=member.id)
+        for member, _ in people
+    }
+    [winner] = [
+        m
+        for m, _ in people
+        if trials.find_application(
+            db, tenant_id=tenant.id, trial_id=trial.id, member_id=m.id
+        ).status
+        == t.WON
+    ]
+    [item] = told.pop(winner.id)
+    assert "面霜试用" in item.body
+    assert all(items == [] for items in told.values())

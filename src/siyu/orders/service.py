@@ -818,14 +818,45 @@ def expire_claims(db: Session, *, tenant_id: int | None = None, limit: int = 500
     ids = db.scalars(q.order_by(m.Claim.id).limit(limit)).all()
     if not ids:
         return 0
-    done = db.execute(
+    expired = db.execute(
         update(m.Claim)
         .where(m.Claim.id.in_(ids), m.Claim.status == m.PENDING)
         .values(status=m.EXPIRED, reason=e.ClaimExpired.code, active_key=None, decided_at=now)
+        .returning(
+            m.Claim.id, m.Claim.tenant_id, m.Claim.member_id, m.Claim.platform, m.Claim.order_no
+        )
         .execution_options(synchronize_session=False)
+    ).all()
+    for claim_id, claim_tenant, member_id, platform, order_no in expired:
+        _tell_expired(db, claim_id, claim_tenant, member_id, platform, order_no)
+    return len(expired)
+
+
+def _tell_expired(
+    db: Session, claim_id: int, tenant_id: int, member_id: int, platform: str, order_no: str
+) -> None:
+    """The member's message that a pending claim expired: in the same transaction as the
+    expiry, keyed by the claim, so a re-run never sends it twice."""
+    from siyu.messaging import service as messaging
+
+    messaging.send(
+        db,
+        tenant_id=tenant_id,
+        purpose=f"orders:claim:{claim_id}:expired",
+        member_ids=[member_id],
+        title=_("Order claim expired"),
+        body=_(
+            "We did not receive your {{ platform }} order {{ order_no }} within the claim"
+            " window, so the claim has expired and no points were added. If you did buy it,"
+            " please contact our service staff."
+        ),
+        context={
+            "platform": {"taobao": _("Taobao"), "douyin": _("Douyin")}.get(platform, platform),
+            "order_no": order_no,
+        },
+        kind="orders",
+        created_by="orders",
     )
-    # TODO(issue 4): send the member a message once the messaging engine lands.
-    return int(done.rowcount)  # type: ignore[attr-defined]
 
 
 def reason_text(code: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -297,6 +298,7 @@ def draw(db: Session, *, tenant_id: int, trial_id: int, seed_hex: str | None = N
     entries = entry_ids(db, tenant_id=tenant_id, trial_id=trial.id)
     winners = drawing.winners(seed, entries, trial.slots)
     won = {int(w): rank for rank, w in enumerate(winners, start=1)}
+    winners_members: list[int] = []
     db.execute(
         update(t.Application)
         .where(t.Application.trial_id == trial.id, t.Application.tenant_id == tenant_id)
@@ -326,6 +328,8 @@ def draw(db: Session, *, tenant_id: int, trial_id: int, seed_hex: str | None = N
                 ship_address=application.ship_address,
             )
             application.order_id = order.id
+            winners_members.append(application.member_id)
+        _tell_winners(db, trial, winners_members)
     trial.status = t.DRAWN
     trial.entries = len(entries)
     trial.drawn_at = clock.now()
@@ -335,6 +339,31 @@ def draw(db: Session, *, tenant_id: int, trial_id: int, seed_hex: str | None = N
 
         after_commit(db, refund_trial_losers, tenant_id, trial.id)
     return trial
+
+
+def _tell_winners(db: Session, trial: t.Trial, member_ids: list[int]) -> None:
+    """The winners' message (inbox, and wherever messaging routes members), in the draw's own
+    transaction and keyed by the trial, so a re-run never sends it twice."""
+    from siyu.messaging import service as messaging
+    from siyu.tenants.models import Tenant
+
+    tenant = db.get(Tenant, trial.tenant_id)
+    assert tenant is not None
+    deadline = clock.as_utc(trial.report_deadline).astimezone(ZoneInfo(tenant.timezone))
+    messaging.send(
+        db,
+        tenant_id=trial.tenant_id,
+        purpose=f"trials:{trial.id}:won",
+        member_ids=member_ids,
+        title=_("You won a product trial"),
+        body=_(
+            "Congratulations! You were drawn for the trial of {{ trial }}. We are preparing"
+            " your parcel; please post your trial report by {{ deadline }}."
+        ),
+        context={"trial": trial.title, "deadline": deadline.strftime("%Y-%m-%d %H:%M")},
+        kind="trials",
+        created_by="trials",
+    )
 
 
 def refund_losers(db: Session, *, tenant_id: int, trial_id: int, limit: int | None = None) -> int:
