@@ -139,7 +139,7 @@ def test_member_reserves_then_on_sale_marks_the_reservation_once(client, shop, d
     assert (product_row["reserved"], product_row["reminded"], product_row["purchased"]) == (
         1,
         1,
-        None,
+        0,
     )
     assert late.status_code == 409
     assert late.json()["code"] == "live.reservation_closed"

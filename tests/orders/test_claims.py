@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import select
 
 from siyu.ledger import debt
 from siyu.ledger import service as ledger
@@ -12,7 +13,8 @@ from siyu.members import service as members
 from siyu.messaging import service as messaging
 from siyu.orders import errors as e
 from siyu.orders import service
-from tests.factories import make_member, make_operator, spend
+from siyu.orders.models import Order
+from tests.factories import add_product, make_member, make_operator, make_session, reserve, spend
 from tests.messaging.conftest import _empty_queue, drain  # noqa: F401
 from tests.orders.samples import TbRow, taobao_csv
 
@@ -315,3 +317,33 @@ def test_claim_window_uses_the_payment_time(db, tenant, fan, run, clock):
     run(tenant, taobao_csv([TbRow("1401", "b", "10", paid_at="2026-11-11 20:00:00")]))
 
     assert claim(db, fan, "1401", "b").reason == "orders.claim_window_closed"
+
+
+def test_a_claimed_order_joins_the_session_live_when_it_was_paid_and_counts_as_purchased(
+    db, tenant, fan, run, clock
+):
+    from siyu.live import service as live
+
+    # Paid 20:01:02 Beijing time = 12:01:02 UTC, inside tonight's Taobao session (11:30–14:30).
+    tonight = make_session(db, tenant, starts_at=clock.now - dt.timedelta(minutes=30))
+    make_session(db, tenant, starts_at=clock.now - dt.timedelta(minutes=30), platform="douyin")
+    serum = add_product(db, tonight, title="精华液")
+    idle = make_member(db, tenant)
+    for member in (fan, idle):
+        reserve(db, member, tonight, serum)
+    live.mark_on_sale(db, tenant_id=tenant.id, product_id=serum.id)
+
+    run(tenant, taobao_csv([TbRow("4201", "buyer", "99.00"), TbRow("4202", "other", "5.00")]))
+    c = claim(db, fan, "4201", "buyer")
+
+    assert c.status == "credited"
+    order = db.scalar(select(Order).where(Order.order_no == "4201"))
+    assert order.session_id == tonight.id
+    rows = {(r.kind, r.id): r for r in live.funnel(db, tenant_id=tenant.id, session_id=tonight.id)}
+    assert (rows[("product", serum.id)].reminded, rows[("product", serum.id)].purchased) == (2, 1)
+    assert rows[("session", tonight.id)].purchased == 0  # nobody reserved the session itself
+    # An order paid outside every session stays without one.
+    clock.advance(days=1)
+    run(tenant, taobao_csv([TbRow("4203", "buyer", "9.00", paid_at="2026-11-12 09:00:00")]))
+    claim(db, fan, "4203", "buyer")
+    assert db.scalar(select(Order).where(Order.order_no == "4203")).session_id is None

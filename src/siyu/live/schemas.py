@@ -124,7 +124,9 @@ class FunnelRowRead(BaseModel):
     reminded: int
     delivered: int
     clicked: int
-    purchased: int | None = Field(description="Null until order claims exist")
+    purchased: int = Field(
+        description="Reminded reservers who then claimed an order of this session"
+    )
 
 
 class PreviewRead(BaseModel):

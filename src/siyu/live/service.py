@@ -786,8 +786,7 @@ class FunnelRow:
     reminded: int = 0  # marked due (the reminder was triggered)
     delivered: int = 0  # accepted by the channel (set by the messaging fan-out)
     clicked: int = 0
-    # Needs order claims (issue 3): None until claims exist.
-    purchased: int | None = None
+    purchased: int = 0  # reminded, then claimed an order of the session
 
 
 def funnel(db: Session, *, tenant_id: int, session_id: int) -> list[FunnelRow]:
@@ -812,10 +811,76 @@ def funnel(db: Session, *, tenant_id: int, session_id: int) -> list[FunnelRow]:
             .group_by(Reservation.product_id)
         )
     }
-    rows = [FunnelRow("session", session.id, session.theme, session.status, *counts.get(None, ()))]
-    for p in lineup(db, tenant_id=tenant_id, session_id=session.id):
-        rows.append(FunnelRow("product", p.id, p.title, p.status, *counts.get(p.id, ())))
+    bought = _purchased(db, tenant_id, session.id)
+
+    def row(kind: str, target: LiveSession | LiveProduct, title: str) -> FunnelRow:
+        key = None if kind == "session" else target.id
+        reserved, reminded, delivered, clicked = counts.get(key, (0, 0, 0, 0))
+        return FunnelRow(
+            kind, target.id, title, target.status, reserved, reminded, delivered, clicked,
+            bought.get(key, 0),
+        )  # fmt: skip
+
+    rows = [row("session", session, session.theme)]
+    rows += [
+        row("product", p, p.title) for p in lineup(db, tenant_id=tenant_id, session_id=session.id)
+    ]
     return rows
+
+
+def _purchased(db: Session, tenant_id: int, session_id: int) -> dict[int | None, int]:
+    """Per product (None: the session itself): reminded reservers who then claimed an order of
+    this session (credited, or credited and later refunded: they did buy)."""
+    from siyu.orders import models as om
+
+    buyers = (
+        select(om.Claim.member_id)
+        .join(
+            om.Order,
+            (om.Order.tenant_id == om.Claim.tenant_id)
+            & (om.Order.platform == om.Claim.platform)
+            & (om.Order.order_no == om.Claim.order_no),
+        )
+        .where(
+            om.Claim.tenant_id == tenant_id,
+            om.Order.session_id == session_id,
+            om.Claim.status.in_((om.CREDITED, om.REVERSED)),
+        )
+    )
+    return {
+        pid: int(n)
+        for pid, n in db.execute(
+            select(Reservation.product_id, func.count(func.distinct(Reservation.member_id)))
+            .where(
+                Reservation.tenant_id == tenant_id,
+                Reservation.session_id == session_id,
+                Reservation.cancelled_at.is_(None),
+                Reservation.remind_due_at.is_not(None),
+                Reservation.member_id.in_(buyers),
+            )
+            .group_by(Reservation.product_id)
+        )
+    }
+
+
+def session_at(db: Session, *, tenant_id: int, platform: str, instant: dt.datetime) -> int | None:
+    """The tenant's session on ``platform`` live at ``instant`` (its actual start and end when
+    known, else the planned ones; cancelled sessions never), the latest-starting if several."""
+    start = func.coalesce(LiveSession.started_at, LiveSession.starts_at)
+    end = func.coalesce(LiveSession.ended_at, LiveSession.ends_at)
+    found = db.scalar(
+        select(LiveSession.id)
+        .where(
+            LiveSession.tenant_id == tenant_id,
+            LiveSession.platform == platform,
+            LiveSession.status != CANCELLED,
+            start <= instant,
+            end > instant,
+        )
+        .order_by(start.desc(), LiveSession.id.desc())
+        .limit(1)
+    )
+    return int(found) if found is not None else None
 
 
 # --- preview card and shopping guide ----------------------------------------------------------

@@ -27,9 +27,10 @@ Refund (``_refund``): kept = points × net ÷ paid (rounded down; a closed order
   the difference to what was already clawed is taken back through ``ledger.debt.clawback``:
   from the wallet, and as debt that the member's next earnings settle first if spent.
 
-Not built yet: matching orders to live sessions by payment time (sessions are built
-separately; ``session_id`` is an explicit option or column), and the push message for expired
-claims (the messaging engine is built separately; members see the expired claim and reason).
+Sessions: an order's ``session_id`` comes from the import (an explicit option or a column);
+without one, crediting a claim sets it to the session live when the order was paid
+(``live.session_at``), which is what the session's multiplier and its funnel count.
+Expired claims tell their member through messaging (``_tell_expired``).
 """
 
 from __future__ import annotations
@@ -648,6 +649,13 @@ def _decide(db: Session, claim: m.Claim, order: m.Order, *, flagged: bool) -> No
 
 
 def _credit(db: Session, claim: m.Claim, order: m.Order) -> None:
+    if order.session_id is None and order.paid_at is not None:
+        # No session given by the import: the one that was live when it was paid, if any.
+        from siyu.live import service as live
+
+        order.session_id = live.session_at(
+            db, tenant_id=order.tenant_id, platform=order.platform, instant=order.paid_at
+        )
     tenant = db.get(Tenant, claim.tenant_id)
     assert tenant is not None
     try:
