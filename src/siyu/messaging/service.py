@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from typing import cast as typecast
 
-from sqlalchemy import String, and_, cast, func, literal, or_, select, update
+from sqlalchemy import String, and_, cast, func, literal, or_, select, text, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -1067,12 +1067,43 @@ def claim_batch(db: Session, *, message_id: int, limit: int = 200) -> Claim:
             _insert(db)(InboxItem).on_conflict_do_nothing(index_elements=["delivery_id"]),
             inbox_rows,
         )
-    if updates:
-        db.execute(update(Delivery).execution_options(synchronize_session=False), updates)
+    _update_deliveries(db, updates)
     if inbox_rows and msg.first_sent_at is None:
         msg.first_sent_at = now
     db.flush()
     return Claim(len(claimed), jobs)
+
+
+def _update_deliveries(db: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """UPDATE deliveries by id, each row with its own values. On PostgreSQL one statement per
+    set of columns (``UPDATE … FROM unnest(arrays)``): a batch of 500 outcomes is one round trip
+    instead of 500 statements. Elsewhere (SQLite, in-process) an executemany."""
+    if not rows:
+        return
+    dialect = db.get_bind().dialect
+    if dialect.name != "postgresql":
+        db.execute(update(Delivery).execution_options(synchronize_session=False), list(rows))
+        return
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(sorted(k for k in r if k != "id")), []).append(r)
+    table = Delivery.__table__
+    quote = dialect.identifier_preparer.quote
+    for cols, group in groups.items():
+        params: dict[str, Any] = {"ids": [r["id"] for r in group]}
+        arrays = ["CAST(:ids AS BIGINT[])"]
+        for i, c in enumerate(cols):
+            params[f"v{i}"] = [r[c] for r in group]
+            arrays.append(f"CAST(:v{i} AS {table.c[c].type.compile(dialect)}[])")
+        names = ", ".join(quote(c) for c in cols)
+        sets = ", ".join(f"{quote(c)} = v.{quote(c)}" for c in cols)
+        db.execute(
+            text(
+                f"UPDATE {quote(Delivery.__tablename__)} AS d SET {sets} "
+                f"FROM unnest({', '.join(arrays)}) AS v(id, {names}) WHERE d.id = v.id"
+            ),
+            params,
+        )
 
 
 def _recipient_context(
@@ -1107,7 +1138,7 @@ def record_outcomes(db: Session, *, message_id: int, outcomes: Sequence[Outcome]
             row["next_attempt_at"] = now + dt.timedelta(seconds=o.retry_in or 1)
             retry_in.append(o.retry_in or 1)
         rows.append(row)
-    db.execute(update(Delivery).execution_options(synchronize_session=False), rows)
+    _update_deliveries(db, rows)
     # A deferral (rate limit) is not an attempt: give it back.
     free = [o.delivery_id for o in outcomes if not o.counts_attempt]
     if free:
