@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fakes
 
-from fake_wechat import ceiling, start_fake, stats  # noqa: E402
+from fake_wechat import Fake, ceiling, start_fake  # noqa: E402
 
 # --- the run ----------------------------------------------------------------------------------
 
@@ -146,6 +146,7 @@ def run(
     database_url: str,
     redis_url: str,
     fake_url: str,
+    fake_admins: list[str],
     reservers: int,
     processes: int,
     threads: int,
@@ -206,18 +207,7 @@ def run(
             result = live.mark_on_sale(db, tenant_id=tid, product_id=pid)
             marked = result.marked
         committed = time.time()
-        deadline = time.monotonic() + 600
-        s = stats(fake_url)
-        last, last_change = -1, time.monotonic()
-        while s["distinct"] < n and time.monotonic() < deadline:
-            time.sleep(0.5)
-            s = stats(fake_url)
-            if s["accepted"] != last:
-                last, last_change = s["accepted"], time.monotonic()
-            elif time.monotonic() - last_change > 60:
-                break  # stalled for a minute: report what arrived
-        time.sleep(1)  # anything still in flight shows up as a duplicate now
-        s = stats(fake_url)
+        s = Fake(fake_url, fake_admins).wait_for(n)
         with unit_of_work() as db:
             msg = service.find_message(db, tenant_id=tid, purpose=reminders.purpose("product", pid))
             assert msg is not None
@@ -244,6 +234,7 @@ def run(
         "accepted": s["accepted"],
         "duplicates": s["duplicates"],
         "lost": n - s["distinct"],
+        "per_fake_process": s["per_process"],
         "db_counts": counts,
         "db_channels": channels,
         "workers": f"{processes}x{threads}",
@@ -257,6 +248,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="siyu worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker")
     parser.add_argument("--ceiling-requests", type=int, default=20_000)
+    parser.add_argument("--ceiling-clients", type=int, default=2, help="ceiling client processes")
+    parser.add_argument("--fakes", type=int, default=2, help="fake server processes")
     parser.add_argument(
         "--pg-url",
         default=os.environ.get(
@@ -276,11 +269,12 @@ def main() -> int:
     from sqlalchemy import create_engine, text
 
     tmp = Path(tempfile.mkdtemp(prefix="siyu-onsale-"))
-    fake, url = start_fake(tmp)
+    fake = start_fake(tmp, args.fakes)
+    url = fake.url
     pg_db = f"siyu_bench_{secrets.token_hex(4)}"
     admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
     try:
-        rate = ceiling(url, args.ceiling_requests)
+        rate = ceiling(fake, args.ceiling_requests, clients=args.ceiling_clients)
         print(f"fake server ceiling (baseline): {rate:,.0f} requests/s", flush=True)
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{pg_db}"'))
@@ -288,6 +282,7 @@ def main() -> int:
             "database_url": args.pg_url.rsplit("/", 1)[0] + f"/{pg_db}",
             "redis_url": args.redis_url,
             "fake_url": url,
+            "fake_admins": fake.admins,
             "reservers": args.reservers,
             "processes": args.workers,
             "threads": args.threads,
@@ -308,8 +303,7 @@ def main() -> int:
         if r is None:
             raise RuntimeError(f"the run failed (exit {proc.returncode}); logs in {tmp}")
     finally:
-        fake.terminate()
-        fake.wait(timeout=10)
+        fake.stop()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)'))
         admin.dispose()
