@@ -111,6 +111,7 @@ def serve_fake(directory: str, index: int, key: str) -> None:
 class Fake:
     url: str
     admins: list[str]
+    pids: list[int] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def stats(self, *, keys: bool = False) -> dict[str, Any]:
@@ -195,6 +196,7 @@ def start_fake(tmp: Path, processes: int = 2) -> Fake:
             if time.monotonic() > deadline or fake.procs[i].poll() is not None:
                 raise RuntimeError(f"fake server {i} did not start")
             time.sleep(0.05)
+    fake.pids = [p.pid for p in fake.procs]
     fake.url = f"http://127.0.0.1:{(d / 'port').read_text()}"
     fake.admins = [f"http://127.0.0.1:{(d / f'admin-{i}').read_text()}" for i in range(processes)]
     import httpx
@@ -209,6 +211,55 @@ def start_fake(tmp: Path, processes: int = 2) -> Fake:
                     raise
                 time.sleep(0.05)
     return fake
+
+
+# --- CPU accounting ---------------------------------------------------------------------------
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on the machine (other users' work included)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() == "postgres":
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
+
+
+class CpuMeter:
+    """CPU used by workers, the fake and PostgreSQL between ``start()`` and ``stop()``."""
+
+    def __init__(self, workers: list[int], fakes: list[int]) -> None:
+        self.groups = {"workers": workers, "fake": fakes}
+        self.before: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        out = {k: cpu_seconds(v) for k, v in self.groups.items()}
+        out["postgres"] = cpu_seconds(postgres_pids())
+        return out
+
+    def start(self) -> None:
+        self.before = self._now()
+
+    def per_send_us(self, sends: int) -> dict[str, float]:
+        after = self._now()
+        return {k: 1e6 * (after[k] - self.before.get(k, 0.0)) / max(1, sends) for k in after}
 
 
 # --- the ceiling ------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fakes
 
-from fake_wechat import Fake, ceiling, start_fake  # noqa: E402
+from fake_wechat import CpuMeter, Fake, ceiling, start_fake  # noqa: E402
 
 # --- one backend ------------------------------------------------------------------------------
 
@@ -121,6 +121,7 @@ def run_backend(
     redis_url: str | None,
     fake_url: str,
     fake_admins: list[str],
+    fake_pids: list[int],
     members: int,
     processes: int,
     threads: int,
@@ -181,6 +182,8 @@ def run_backend(
                 raise RuntimeError("workers did not start")
             time.sleep(0.1)
         time.sleep(0.5)
+        meter = CpuMeter([w.pid for w in workers], fake_pids)
+        meter.start()
         with unit_of_work() as db:
             msg = service.send(
                 db,
@@ -195,6 +198,7 @@ def run_backend(
             message_id = msg.id
             trigger = time.time()  # the commit follows: close enough, and conservative
         s = Fake(fake_url, fake_admins).wait_for(n)
+        cpu = meter.per_send_us(s["accepted"])
         with unit_of_work() as db:
             counts = service.status_counts(db, message_id=message_id)
     finally:
@@ -218,6 +222,7 @@ def run_backend(
         "duplicates": s["duplicates"],
         "lost": n - s["distinct"],
         "per_fake_process": s["per_process"],
+        "cpu_us_per_send": cpu,
         "db_counts": counts,
         "workers": f"{processes}×{threads}",
     }
@@ -287,6 +292,7 @@ def main() -> int:
                     redis_url=None,
                     fake_url=url,
                     fake_admins=fake.admins,
+                    fake_pids=fake.pids,
                     members=args.members,
                     processes=1,
                     threads=args.sqlite_threads,
@@ -302,6 +308,7 @@ def main() -> int:
                     redis_url=args.redis_url,
                     fake_url=url,
                     fake_admins=fake.admins,
+                    fake_pids=fake.pids,
                     members=args.members,
                     processes=args.workers,
                     threads=args.pg_threads,
@@ -329,6 +336,14 @@ def main() -> int:
             f"{r['first_delivery_s']:>8.2f} {r['total_s']:>8.1f} {r['per_s']:>8,.0f} "
             f"{r['ceiling_per_s']:>9,.0f} {share:>5.0f}% {r['duplicates']:>5} {r['lost']:>5}"
         )
+    print(
+        "CPU per accepted send (µs): "
+        + "; ".join(
+            f"{r['backend']}: "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in r["cpu_us_per_send"].items())
+            for r in results
+        )
+    )
     ok = all(r["duplicates"] == 0 and r["lost"] == 0 for r in results)
     pg = [r for r in results if r["backend"] == "postgresql"]
     for r in pg:

@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fakes
 
-from fake_wechat import Fake, ceiling, start_fake  # noqa: E402
+from fake_wechat import CpuMeter, Fake, ceiling, start_fake  # noqa: E402
 
 # --- the run ----------------------------------------------------------------------------------
 
@@ -147,6 +147,7 @@ def run(
     redis_url: str,
     fake_url: str,
     fake_admins: list[str],
+    fake_pids: list[int],
     reservers: int,
     processes: int,
     threads: int,
@@ -202,12 +203,15 @@ def run(
                 raise RuntimeError("workers did not start")
             time.sleep(0.1)
         time.sleep(0.5)
+        meter = CpuMeter([w.pid for w in workers], fake_pids)
+        meter.start()
         trigger = time.time()
         with unit_of_work() as db:
             result = live.mark_on_sale(db, tenant_id=tid, product_id=pid)
             marked = result.marked
         committed = time.time()
         s = Fake(fake_url, fake_admins).wait_for(n)
+        cpu = meter.per_send_us(s["accepted"])
         with unit_of_work() as db:
             msg = service.find_message(db, tenant_id=tid, purpose=reminders.purpose("product", pid))
             assert msg is not None
@@ -235,6 +239,7 @@ def run(
         "duplicates": s["duplicates"],
         "lost": n - s["distinct"],
         "per_fake_process": s["per_process"],
+        "cpu_us_per_send": cpu,
         "db_counts": counts,
         "db_channels": channels,
         "workers": f"{processes}x{threads}",
@@ -283,6 +288,7 @@ def main() -> int:
             "redis_url": args.redis_url,
             "fake_url": url,
             "fake_admins": fake.admins,
+            "fake_pids": fake.pids,
             "reservers": args.reservers,
             "processes": args.workers,
             "threads": args.threads,
@@ -318,6 +324,10 @@ def main() -> int:
         f"{r['reservers']:>9,} {r['workers']:>7} {r['on_sale_commit_s']:>8.2f} "
         f"{r['first_s']:>8.2f} {r['last_s']:>8.1f} {r['per_s']:>8,.0f} {rate:>9,.0f} "
         f"{r['duplicates']:>5} {r['lost']:>5}"
+    )
+    print(
+        "CPU per accepted send (µs): "
+        + ", ".join(f"{k} {v:,.0f}" for k, v in r["cpu_us_per_send"].items())
     )
     ok = (
         r["first_s"] <= 1.0

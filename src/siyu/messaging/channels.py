@@ -442,6 +442,15 @@ def _check(data: dict[str, Any]) -> None:
     raise ChannelError(str(code), str(data.get("errmsg", ""))[:500], retryable=retryable)
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (less CPU per request than asyncio's loop), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class SendingLoop:
     """One event loop per process, in a daemon thread, with one warm ``Sender``: dispatch jobs
     (Huey worker threads) hand it their batches and wait, so connections, TLS sessions and
@@ -457,7 +466,7 @@ class SendingLoop:
     def _ensure(self) -> tuple[asyncio.AbstractEventLoop, Sender]:
         with self._lock:
             if self._loop is None or self._sender is None or self._pid != os.getpid():
-                loop = asyncio.new_event_loop()
+                loop = _new_loop()
                 thread = threading.Thread(target=loop.run_forever, name="siyu-sender", daemon=True)
                 thread.start()
 
