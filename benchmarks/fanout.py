@@ -12,11 +12,13 @@ subscribe consent, and a template with a subscribe config. Then, timed from the 
 - **postgresql**: PostgreSQL + Redis queue, ``--workers`` (2) ``siyu worker`` processes of
   ``--pg-threads`` threads each.
 
-The fake WeChat server (tests/fakes/weixin.py, the one the adapter tests use) runs in its own
-process and counts what it accepts per ``touser``: deliveries, duplicates (a member counted
-twice) and losses (a member never counted) are counted there, not in our database. Its
-ceiling is measured in the same run: a plain ``httpx.AsyncClient`` (64 concurrent requests,
-one token) posting ``--ceiling-requests`` subscribe messages as fast as it can.
+The fake WeChat server (tests/fakes/weixin.py, the one the adapter tests use) runs as
+``--fakes`` processes on one port (``fake_wechat.py``) and counts what it accepts per
+``touser``: deliveries, duplicates (a member counted twice) and losses (a member never counted)
+are counted there, not in our database. Its ceiling is measured in the same run:
+``--ceiling-clients`` aiohttp client processes (64 concurrent requests each, one token)
+posting ``--ceiling-requests`` subscribe messages as fast as they can. The CPU per send of the
+workers, the fake and PostgreSQL (machine-wide) is reported too.
 
 Reported: time to first delivery (the fake's first accepted request minus the trigger), total
 time (until the fake has counted every member), deliveries/s, and that rate as a share of the

@@ -14,8 +14,10 @@ dispatchers send each reminder as a subscribe message carrying the member's trac
 
 The fake WeChat server (tests/fakes/weixin.py) runs in its own process and counts what it
 accepts per ``touser``: first and last accepted request, duplicates (a member counted twice)
-and losses (never counted) are measured there, not in our database. The fake's own ceiling
-(a plain httpx client, 64 concurrent requests) is measured in the same run as the baseline.
+and losses (never counted) are measured there, not in our database. The fake runs as
+``--fakes`` processes on one port (``fake_wechat.py``); its own ceiling (``--ceiling-clients``
+aiohttp client processes, 64 requests in flight each) is measured in the same run as the
+baseline, and the CPU per send of the workers, the fake and PostgreSQL is reported.
 
 The bar (issue 6): first reminder ≤ 1 s, all within 60 s, zero duplicates, zero losses; the
 script prints a VERDICT line and exits 1 below it.
