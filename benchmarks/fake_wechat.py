@@ -1,152 +1,342 @@
-"""The fake WeChat server the fan-out benchmarks send to, in a process of its own, with its
-own ceiling: ``benchmarks/fanout.py`` and ``benchmarks/onsale.py`` use it.
+"""The fake WeChat server the fan-out benchmarks send to, in processes of their own, and its
+ceiling: ``benchmarks/fanout.py`` and ``benchmarks/onsale.py`` use it.
 
-    .venv/bin/python benchmarks/fake_wechat.py PORT_FILE      # what start_fake() runs
+    .venv/bin/python benchmarks/fake_wechat.py DIR INDEX KEY   # what start_fake() runs
+
+``--fakes`` processes (``tests/fakes/weixin.py``, the fake the adapter tests use, served by
+uvicorn — with httptools and uvloop when installed) listen on one port with SO_REUSEPORT, so
+the kernel spreads connections over them. Each also listens on a private port of its own for
+``/_stats`` and ``/_reset``: counts are per process and merged here, per ``touser``, so a
+member counted once by two processes is a duplicate like one counted twice by one. A token
+issued by one process is valid at the others (``FakeWeixin.signing_key``).
+
+The ceiling is what plain async clients (aiohttp, 64 requests in flight each) get from the
+same fake: ``--ceiling-clients`` processes started together, total requests over the span from
+the first start to the last finish. One client process alone may not saturate the fake (the
+client's CPU per request is of the same order as the server's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import secrets
+import socket
 import subprocess
 import sys
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fakes
 
-FAKE_PORT_FILE = "fake.port"
+SEND_PATH = "/cgi-bin/message/subscribe/send"
 
 
-# --- the fake server process ------------------------------------------------------------------
+# --- one fake server process ------------------------------------------------------------------
 
 
-def serve_fake(port_file: str) -> None:
-    """Run the fake WeChat server (no consent bookkeeping: 100,000 users) plus /_stats."""
-    import socket
-
+def serve_fake(directory: str, index: int, key: str) -> None:
+    """Serve the fake on the shared port (``DIR/port``, the first process picks it) and a
+    private admin port (written to ``DIR/admin-INDEX``)."""
     import uvicorn
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
     from tests.fakes.weixin import FakeWeixin
 
-    fake = FakeWeixin(strict_consent=False, record=False)
+    fake = FakeWeixin(strict_consent=False, record=False, signing_key=key.encode())
     app = fake.asgi()
+    first: list[float] = []
+    last: list[float] = [0.0]
 
     async def stats(request: Request) -> JSONResponse:
-        counts = fake.delivered
-        return JSONResponse(
-            {
-                "accepted": sum(counts.values()),
-                "distinct": len(counts),
-                "duplicates": sum(n - 1 for n in counts.values() if n > 1),
-                "first_at": fake.first_wall,
-                "last_at": fake.last_wall,
-            }
-        )
+        out: dict[str, Any] = {
+            "accepted": sum(fake.delivered.values()),
+            "first_at": first[0] if first else None,
+            "last_at": last[0] or None,
+        }
+        if request.query_params.get("keys"):
+            out["counts"] = dict(fake.delivered)
+        return JSONResponse(out)
 
     async def reset(request: Request) -> JSONResponse:
         fake.delivered.clear()
-        fake.first_wall = None
-        fake.last_wall = None
+        first.clear()
+        last[0] = 0.0
         return JSONResponse({"ok": True})
 
     app.router.routes.append(Route("/_stats", stats))
     app.router.routes.append(Route("/_reset", reset, methods=["POST"]))
     original = fake._deliver
 
-    def deliver(key: str) -> None:
+    def deliver(k: str) -> None:
         now = time.time()
-        if fake.first_wall is None:
-            fake.first_wall = now
-        fake.last_wall = now
-        original(key)
+        if not first:
+            first.append(now)
+        last[0] = now
+        original(k)
 
-    fake.first_wall = None  # type: ignore[attr-defined]
-    fake.last_wall = None  # type: ignore[attr-defined]
     fake._deliver = deliver  # type: ignore[method-assign]
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    Path(port_file).write_text(str(sock.getsockname()[1]))
+    d = Path(directory)
+    shared = socket.socket()
+    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    port_file = d / "port"
+    shared.bind(("127.0.0.1", int(port_file.read_text()) if index else 0))
+    if not index:
+        tmp = d / "port.tmp"
+        tmp.write_text(str(shared.getsockname()[1]))
+        tmp.rename(port_file)
+    admin = socket.socket()
+    admin.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    admin.bind(("127.0.0.1", 0))
+    tmp = d / f"admin-{index}.tmp"
+    tmp.write_text(str(admin.getsockname()[1]))
+    tmp.rename(d / f"admin-{index}")
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", backlog=4096)
     )
-    server.run(sockets=[sock])
+    server.run(sockets=[shared, admin])
 
 
-def start_fake(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port_file = tmp / FAKE_PORT_FILE
-    proc = subprocess.Popen(
-        [sys.executable, __file__, str(port_file)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 20
-    while not port_file.exists() or not port_file.read_text():
-        if time.monotonic() > deadline:
-            raise RuntimeError("fake server did not start")
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port_file.read_text()}"
-    import httpx
+# --- the fleet, seen from the benchmark -------------------------------------------------------
 
-    while True:
-        try:
-            httpx.get(f"{url}/_stats", timeout=2)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
+
+@dataclass
+class Fake:
+    url: str
+    admins: list[str]
+    pids: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def stats(self, *, keys: bool = False) -> dict[str, Any]:
+        """Merged counts: accepted, first_at, last_at; with ``keys`` also distinct and
+        duplicates per ``touser`` across every process."""
+        import httpx
+
+        parts = [
+            httpx.get(f"{a}/_stats", params={"keys": "1"} if keys else {}, timeout=60).json()
+            for a in self.admins
+        ]
+        firsts = [p["first_at"] for p in parts if p["first_at"]]
+        lasts = [p["last_at"] for p in parts if p["last_at"]]
+        out: dict[str, Any] = {
+            "accepted": sum(p["accepted"] for p in parts),
+            "first_at": min(firsts) if firsts else None,
+            "last_at": max(lasts) if lasts else None,
+            "per_process": [p["accepted"] for p in parts],
+        }
+        if keys:
+            counts: Counter[str] = Counter()
+            for p in parts:
+                counts.update(p["counts"])
+            out["distinct"] = len(counts)
+            out["duplicates"] = sum(n - 1 for n in counts.values() if n > 1)
+        return out
+
+    def reset(self) -> None:
+        import httpx
+
+        for a in self.admins:
+            httpx.post(f"{a}/_reset", timeout=10)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def wait_for(self, n: int, *, stall: float = 60, limit: float = 3600) -> dict[str, Any]:
+        """Wait until ``n`` messages were accepted (or nothing arrived for ``stall`` s), then
+        one more second for anything in flight to show up as a duplicate; merged stats."""
+        deadline = time.monotonic() + limit
+        last, last_change = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            s = self.stats()
+            if s["accepted"] >= n:
+                break
+            if s["accepted"] != last:
+                last, last_change = s["accepted"], time.monotonic()
+            elif time.monotonic() - last_change > stall:
+                break  # stalled: report what arrived
+            time.sleep(0.25)
+        time.sleep(1)
+        return self.stats(keys=True)
+
+
+def start_fake(tmp: Path, processes: int = 2) -> Fake:
+    d = tmp / f"fake-{secrets.token_hex(3)}"
+    d.mkdir(parents=True)
+    key = secrets.token_hex(16)
+    fake = Fake(url="", admins=[])
+    deadline = time.monotonic() + 60
+    for i in range(processes):
+        fake.procs.append(
+            subprocess.Popen(
+                [sys.executable, __file__, str(d), str(i), key],
+                stdout=(d / f"fake-{i}.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+        if i == 0:  # the others bind the port the first one picked
+            while not (d / "port").exists():
+                if time.monotonic() > deadline or fake.procs[0].poll() is not None:
+                    raise RuntimeError("fake server did not start")
+                time.sleep(0.05)
+    for i in range(processes):
+        while not (d / f"admin-{i}").exists():
+            if time.monotonic() > deadline or fake.procs[i].poll() is not None:
+                raise RuntimeError(f"fake server {i} did not start")
             time.sleep(0.05)
-    return proc, url
-
-
-def stats(url: str) -> dict[str, Any]:
+    fake.pids = [p.pid for p in fake.procs]
+    fake.url = f"http://127.0.0.1:{(d / 'port').read_text()}"
+    fake.admins = [f"http://127.0.0.1:{(d / f'admin-{i}').read_text()}" for i in range(processes)]
     import httpx
 
-    return httpx.get(f"{url}/_stats", timeout=10).json()  # type: ignore[no-any-return]
+    for a in fake.admins:
+        while True:
+            try:
+                httpx.get(f"{a}/_stats", timeout=2)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    return fake
 
 
-def ceiling(url: str, requests: int, concurrency: int = 64) -> float:
-    """Requests/s a plain async client gets from the fake: the most any sender could."""
-    import httpx
+# --- CPU accounting ---------------------------------------------------------------------------
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on the machine (other users' work included)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() == "postgres":
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
+
+
+class CpuMeter:
+    """CPU used by workers, the fake and PostgreSQL between ``start()`` and ``stop()``."""
+
+    def __init__(self, workers: list[int], fakes: list[int]) -> None:
+        self.groups = {"workers": workers, "fake": fakes}
+        self.before: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        out = {k: cpu_seconds(v) for k, v in self.groups.items()}
+        out["postgres"] = cpu_seconds(postgres_pids())
+        return out
+
+    def start(self) -> None:
+        self.before = self._now()
+
+    def per_send_us(self, sends: int) -> dict[str, float]:
+        after = self._now()
+        return {k: 1e6 * (after[k] - self.before.get(k, 0.0)) / max(1, sends) for k in after}
+
+
+# --- the ceiling ------------------------------------------------------------------------------
+
+
+def _client(url: str, requests: int, concurrency: int, start_at: float, tag: str) -> None:
+    """One ceiling client process: prints ``{"n", "t0", "t1"}`` (wall clock)."""
+    import aiohttp
     from tests.fakes.weixin import APPID, SECRET
 
-    async def main() -> float:
-        limits = httpx.Limits(max_connections=concurrency)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as c:
-            token = (
-                await c.get(
-                    f"{url}/cgi-bin/token",
-                    params={"grant_type": "client_credential", "appid": APPID, "secret": SECRET},
-                )
-            ).json()["access_token"]
-            sem = asyncio.Semaphore(concurrency)
+    async def main() -> dict[str, float]:
+        conn = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=conn) as c:
+            params = {"grant_type": "client_credential", "appid": APPID, "secret": SECRET}
+            async with c.get(f"{url}/cgi-bin/token", params=params) as r:
+                token = (await r.json())["access_token"]
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            todo = iter(range(requests))
+            t0 = time.time()
 
-            async def one(i: int) -> None:
-                async with sem:
-                    r = await c.post(
-                        f"{url}/cgi-bin/message/subscribe/send",
+            async def lane() -> None:
+                for i in todo:
+                    async with c.post(
+                        f"{url}{SEND_PATH}",
                         params={"access_token": token},
                         json={
-                            "touser": f"ceiling-{i}",
+                            "touser": f"ceiling-{tag}-{i}",
                             "template_id": "TPL-bench",
-                            "page": "pages/live",
-                            "data": {"thing1": {"value": "双11美妆专场"}},
+                            "page": "pages/live?id=42",
+                            "data": {
+                                "thing1": {"value": "双11美妆专场"},
+                                "name2": {"value": f"粉丝{i}"},
+                            },
                         },
-                    )
-                    assert r.json()["errcode"] == 0
+                    ) as r:
+                        assert (await r.json())["errcode"] == 0
 
-            t0 = time.perf_counter()
-            await asyncio.gather(*(one(i) for i in range(requests)))
-            return requests / (time.perf_counter() - t0)
+            await asyncio.gather(*(lane() for _ in range(concurrency)))
+            return {"n": requests, "t0": t0, "t1": time.time()}
 
-    rate = asyncio.run(main())
-    httpx.post(f"{url}/_reset", timeout=10)
-    return rate
+    print(json.dumps(asyncio.run(main())), flush=True)
+
+
+def ceiling(fake: Fake, requests: int, clients: int = 2, concurrency: int = 64) -> float:
+    """Requests/s plain async clients get from the fake: the most any sender could."""
+    start_at = time.time() + 3  # every client imported and holding a token by then
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--client",
+                fake.url,
+                str(requests // clients),
+                str(concurrency),
+                str(start_at),
+                str(i),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(clients)
+    ]
+    results = []
+    for p in procs:
+        out, _ = p.communicate(timeout=3600)
+        if p.returncode:
+            raise RuntimeError("a ceiling client failed")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    span = max(r["t1"] for r in results) - min(r["t0"] for r in results)
+    fake.reset()
+    return sum(r["n"] for r in results) / span
 
 
 if __name__ == "__main__":
-    serve_fake(sys.argv[1])
+    if sys.argv[1] == "--client":
+        _client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
+    else:
+        os.environ.setdefault("PYTHONUNBUFFERED", "1")
+        serve_fake(sys.argv[1], int(sys.argv[2]), sys.argv[3])

@@ -12,11 +12,13 @@ subscribe consent, and a template with a subscribe config. Then, timed from the 
 - **postgresql**: PostgreSQL + Redis queue, ``--workers`` (2) ``siyu worker`` processes of
   ``--pg-threads`` threads each.
 
-The fake WeChat server (tests/fakes/weixin.py, the one the adapter tests use) runs in its own
-process and counts what it accepts per ``touser``: deliveries, duplicates (a member counted
-twice) and losses (a member never counted) are counted there, not in our database. Its
-ceiling is measured in the same run: a plain ``httpx.AsyncClient`` (64 concurrent requests,
-one token) posting ``--ceiling-requests`` subscribe messages as fast as it can.
+The fake WeChat server (tests/fakes/weixin.py, the one the adapter tests use) runs as
+``--fakes`` processes on one port (``fake_wechat.py``) and counts what it accepts per
+``touser``: deliveries, duplicates (a member counted twice) and losses (a member never counted)
+are counted there, not in our database. Its ceiling is measured in the same run:
+``--ceiling-clients`` aiohttp client processes (64 concurrent requests each, one token)
+posting ``--ceiling-requests`` subscribe messages as fast as they can. The CPU per send of the
+workers, the fake and PostgreSQL (machine-wide) is reported too.
 
 Reported: time to first delivery (the fake's first accepted request minus the trigger), total
 time (until the fake has counted every member), deliveries/s, and that rate as a share of the
@@ -41,7 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fakes
 
-from fake_wechat import ceiling, start_fake, stats  # noqa: E402
+from fake_wechat import CpuMeter, Fake, ceiling, start_fake  # noqa: E402
 
 # --- one backend ------------------------------------------------------------------------------
 
@@ -120,6 +122,8 @@ def run_backend(
     database_url: str,
     redis_url: str | None,
     fake_url: str,
+    fake_admins: list[str],
+    fake_pids: list[int],
     members: int,
     processes: int,
     threads: int,
@@ -180,6 +184,8 @@ def run_backend(
                 raise RuntimeError("workers did not start")
             time.sleep(0.1)
         time.sleep(0.5)
+        meter = CpuMeter([w.pid for w in workers], fake_pids)
+        meter.start()
         with unit_of_work() as db:
             msg = service.send(
                 db,
@@ -193,18 +199,8 @@ def run_backend(
             )
             message_id = msg.id
             trigger = time.time()  # the commit follows: close enough, and conservative
-        deadline = time.monotonic() + 3600
-        s = stats(fake_url)
-        last, last_change = -1, time.monotonic()
-        while s["distinct"] < n and time.monotonic() < deadline:
-            time.sleep(0.5)
-            s = stats(fake_url)
-            if s["accepted"] != last:
-                last, last_change = s["accepted"], time.monotonic()
-            elif time.monotonic() - last_change > 60:
-                break  # stalled for a minute: report what arrived
-        time.sleep(1)  # anything still in flight shows up as a duplicate now
-        s = stats(fake_url)
+        s = Fake(fake_url, fake_admins).wait_for(n)
+        cpu = meter.per_send_us(s["accepted"])
         with unit_of_work() as db:
             counts = service.status_counts(db, message_id=message_id)
     finally:
@@ -227,6 +223,8 @@ def run_backend(
         "accepted": s["accepted"],
         "duplicates": s["duplicates"],
         "lost": n - s["distinct"],
+        "per_fake_process": s["per_process"],
+        "cpu_us_per_send": cpu,
         "db_counts": counts,
         "workers": f"{processes}×{threads}",
     }
@@ -255,6 +253,8 @@ def main() -> int:
     parser.add_argument("--pg-threads", type=int, default=4)
     parser.add_argument("--sqlite-threads", type=int, default=2)
     parser.add_argument("--ceiling-requests", type=int, default=20_000)
+    parser.add_argument("--ceiling-clients", type=int, default=2, help="ceiling client processes")
+    parser.add_argument("--fakes", type=int, default=2, help="fake server processes")
     parser.add_argument(
         "--pg-url",
         default=os.environ.get(
@@ -275,14 +275,15 @@ def main() -> int:
     from sqlalchemy import create_engine, text
 
     tmp = Path(tempfile.mkdtemp(prefix="siyu-fanout-"))
-    fake, url = start_fake(tmp)
+    fake = start_fake(tmp, args.fakes)
+    url = fake.url
     results: list[dict[str, Any]] = []
     ceilings: list[float] = []
     pg_db = f"siyu_bench_{secrets.token_hex(4)}"
     admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
     try:
         for backend in args.backends.split(","):
-            rate = ceiling(url, args.ceiling_requests)
+            rate = ceiling(fake, args.ceiling_requests, clients=args.ceiling_clients)
             ceilings.append(rate)
             print(f"fake server ceiling: {rate:,.0f} requests/s", flush=True)
             if backend == "sqlite":
@@ -292,6 +293,8 @@ def main() -> int:
                     database_url=f"sqlite:///{tmp / 'sqlite' / 'siyu.db'}",
                     redis_url=None,
                     fake_url=url,
+                    fake_admins=fake.admins,
+                    fake_pids=fake.pids,
                     members=args.members,
                     processes=1,
                     threads=args.sqlite_threads,
@@ -306,6 +309,8 @@ def main() -> int:
                     database_url=args.pg_url.rsplit("/", 1)[0] + f"/{pg_db}",
                     redis_url=args.redis_url,
                     fake_url=url,
+                    fake_admins=fake.admins,
+                    fake_pids=fake.pids,
                     members=args.members,
                     processes=args.workers,
                     threads=args.pg_threads,
@@ -314,12 +319,9 @@ def main() -> int:
             r["ceiling_per_s"] = rate
             results.append(r)
             print(json.dumps(r, ensure_ascii=False), flush=True)
-            import httpx
-
-            httpx.post(f"{url}/_reset", timeout=10)
+            fake.reset()
     finally:
-        fake.terminate()
-        fake.wait(timeout=10)
+        fake.stop()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)'))
         admin.dispose()
@@ -336,6 +338,14 @@ def main() -> int:
             f"{r['first_delivery_s']:>8.2f} {r['total_s']:>8.1f} {r['per_s']:>8,.0f} "
             f"{r['ceiling_per_s']:>9,.0f} {share:>5.0f}% {r['duplicates']:>5} {r['lost']:>5}"
         )
+    print(
+        "CPU per accepted send (µs): "
+        + "; ".join(
+            f"{r['backend']}: "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in r["cpu_us_per_send"].items())
+            for r in results
+        )
+    )
     ok = all(r["duplicates"] == 0 and r["lost"] == 0 for r in results)
     pg = [r for r in results if r["backend"] == "postgresql"]
     for r in pg:

@@ -14,8 +14,10 @@ dispatchers send each reminder as a subscribe message carrying the member's trac
 
 The fake WeChat server (tests/fakes/weixin.py) runs in its own process and counts what it
 accepts per ``touser``: first and last accepted request, duplicates (a member counted twice)
-and losses (never counted) are measured there, not in our database. The fake's own ceiling
-(a plain httpx client, 64 concurrent requests) is measured in the same run as the baseline.
+and losses (never counted) are measured there, not in our database. The fake runs as
+``--fakes`` processes on one port (``fake_wechat.py``); its own ceiling (``--ceiling-clients``
+aiohttp client processes, 64 requests in flight each) is measured in the same run as the
+baseline, and the CPU per send of the workers, the fake and PostgreSQL is reported.
 
 The bar (issue 6): first reminder ≤ 1 s, all within 60 s, zero duplicates, zero losses; the
 script prints a VERDICT line and exits 1 below it.
@@ -38,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fakes
 
-from fake_wechat import ceiling, start_fake, stats  # noqa: E402
+from fake_wechat import CpuMeter, Fake, ceiling, start_fake  # noqa: E402
 
 # --- the run ----------------------------------------------------------------------------------
 
@@ -146,6 +148,8 @@ def run(
     database_url: str,
     redis_url: str,
     fake_url: str,
+    fake_admins: list[str],
+    fake_pids: list[int],
     reservers: int,
     processes: int,
     threads: int,
@@ -201,23 +205,15 @@ def run(
                 raise RuntimeError("workers did not start")
             time.sleep(0.1)
         time.sleep(0.5)
+        meter = CpuMeter([w.pid for w in workers], fake_pids)
+        meter.start()
         trigger = time.time()
         with unit_of_work() as db:
             result = live.mark_on_sale(db, tenant_id=tid, product_id=pid)
             marked = result.marked
         committed = time.time()
-        deadline = time.monotonic() + 600
-        s = stats(fake_url)
-        last, last_change = -1, time.monotonic()
-        while s["distinct"] < n and time.monotonic() < deadline:
-            time.sleep(0.5)
-            s = stats(fake_url)
-            if s["accepted"] != last:
-                last, last_change = s["accepted"], time.monotonic()
-            elif time.monotonic() - last_change > 60:
-                break  # stalled for a minute: report what arrived
-        time.sleep(1)  # anything still in flight shows up as a duplicate now
-        s = stats(fake_url)
+        s = Fake(fake_url, fake_admins).wait_for(n)
+        cpu = meter.per_send_us(s["accepted"])
         with unit_of_work() as db:
             msg = service.find_message(db, tenant_id=tid, purpose=reminders.purpose("product", pid))
             assert msg is not None
@@ -244,6 +240,8 @@ def run(
         "accepted": s["accepted"],
         "duplicates": s["duplicates"],
         "lost": n - s["distinct"],
+        "per_fake_process": s["per_process"],
+        "cpu_us_per_send": cpu,
         "db_counts": counts,
         "db_channels": channels,
         "workers": f"{processes}x{threads}",
@@ -257,6 +255,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="siyu worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker")
     parser.add_argument("--ceiling-requests", type=int, default=20_000)
+    parser.add_argument("--ceiling-clients", type=int, default=2, help="ceiling client processes")
+    parser.add_argument("--fakes", type=int, default=2, help="fake server processes")
     parser.add_argument(
         "--pg-url",
         default=os.environ.get(
@@ -276,11 +276,12 @@ def main() -> int:
     from sqlalchemy import create_engine, text
 
     tmp = Path(tempfile.mkdtemp(prefix="siyu-onsale-"))
-    fake, url = start_fake(tmp)
+    fake = start_fake(tmp, args.fakes)
+    url = fake.url
     pg_db = f"siyu_bench_{secrets.token_hex(4)}"
     admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
     try:
-        rate = ceiling(url, args.ceiling_requests)
+        rate = ceiling(fake, args.ceiling_requests, clients=args.ceiling_clients)
         print(f"fake server ceiling (baseline): {rate:,.0f} requests/s", flush=True)
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{pg_db}"'))
@@ -288,6 +289,8 @@ def main() -> int:
             "database_url": args.pg_url.rsplit("/", 1)[0] + f"/{pg_db}",
             "redis_url": args.redis_url,
             "fake_url": url,
+            "fake_admins": fake.admins,
+            "fake_pids": fake.pids,
             "reservers": args.reservers,
             "processes": args.workers,
             "threads": args.threads,
@@ -308,8 +311,7 @@ def main() -> int:
         if r is None:
             raise RuntimeError(f"the run failed (exit {proc.returncode}); logs in {tmp}")
     finally:
-        fake.terminate()
-        fake.wait(timeout=10)
+        fake.stop()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)'))
         admin.dispose()
@@ -324,6 +326,10 @@ def main() -> int:
         f"{r['reservers']:>9,} {r['workers']:>7} {r['on_sale_commit_s']:>8.2f} "
         f"{r['first_s']:>8.2f} {r['last_s']:>8.1f} {r['per_s']:>8,.0f} {rate:>9,.0f} "
         f"{r['duplicates']:>5} {r['lost']:>5}"
+    )
+    print(
+        "CPU per accepted send (µs): "
+        + ", ".join(f"{k} {v:,.0f}" for k, v in r["cpu_us_per_send"].items())
     )
     ok = (
         r["first_s"] <= 1.0

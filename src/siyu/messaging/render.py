@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateError
+from jinja2 import ChainableUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 _env = SandboxedEnvironment(autoescape=False, undefined=ChainableUndefined)
@@ -63,6 +63,17 @@ def _compiled(source: str) -> Any:
 def check(source: str) -> None:
     """Raise RenderError if ``source`` is not a valid template."""
     _compiled(source)
+
+
+@lru_cache(maxsize=512)
+def variables(source: str) -> frozenset[str]:
+    """The top-level names ``source`` reads (``{{ session.theme }}`` reads ``session``)."""
+    if "{" not in source:
+        return frozenset()
+    try:
+        return frozenset(meta.find_undeclared_variables(_env.parse(source)))
+    except TemplateError as err:
+        raise RenderError(str(err)) from None
 
 
 def render(source: str, context: dict[str, Any]) -> str:

@@ -3,23 +3,29 @@ schedules, "send at" broadcasts, interrupted and retried deliveries)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
+from concurrent.futures import Future
 
 from huey import crontab
 
 from siyu.core.db import unit_of_work
 from siyu.core.jobs import huey
 from siyu.messaging import service
-from siyu.messaging.channels import Sender, credentials_of
+from siyu.messaging.channels import credentials_of, sending
+from siyu.messaging.service import Outcome
 from siyu.tenants.models import Tenant
 
 log = logging.getLogger("siyu.messaging")
 
 # Dispatch jobs started per message (each claims its own batches; extra ones find nothing).
 DISPATCHERS = 4
-BATCH = 200
+BATCH = 500
+
+
+@huey.on_startup()  # type: ignore[untyped-decorator]
+def warm_sender() -> None:
+    """Each worker starts its sending loop and connection pool before the first job."""
+    sending.warm()
 
 
 @huey.task(name="messaging.dispatch")  # type: ignore[untyped-decorator]
@@ -56,22 +62,12 @@ def run_expand(message_id: int) -> int:
         chunks += 1
 
 
-def run_dispatch(message_id: int, *, batch: int = BATCH, transport: object = None) -> int:
-    """Claim and send batches until none is due; returns the deliveries handled."""
-    coro = _dispatch(message_id, batch=batch, transport=transport)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    # Called from a thread that already runs an event loop: asyncio.run() would refuse.
-    out: list[int] = []
-    thread = threading.Thread(target=lambda: out.append(asyncio.run(coro)))
-    thread.start()
-    thread.join()
-    return out[0] if out else 0
+def run_dispatch(message_id: int, *, batch: int = BATCH) -> int:
+    """Claim and send batches until none is due; returns the deliveries handled.
 
-
-async def _dispatch(message_id: int, *, batch: int, transport: object) -> int:
+    Database work happens in this thread; the HTTP calls on the process's sending loop
+    (``channels.sending``), and the next batch is claimed while the current one is on the
+    wire."""
     from siyu.messaging.models import Message
 
     with unit_of_work() as db:
@@ -82,20 +78,31 @@ async def _dispatch(message_id: int, *, batch: int, transport: object) -> int:
         assert tenant is not None
         creds = {tenant.id: credentials_of(tenant.settings or {})}
     handled = 0
-    async with Sender(creds, transport=transport) as sender:  # type: ignore[arg-type]
+    in_flight: Future[list[Outcome]] | None = None
+    try:
         while True:
             with unit_of_work() as db:
                 claim = service.claim_batch(db, message_id=message_id, limit=batch)
+            handled += claim.claimed
+            if in_flight is not None:
+                _record(message_id, in_flight.result())
+                in_flight = None
             if not claim.claimed:
                 break
-            handled += claim.claimed
             if claim.jobs:
-                outcomes = await sender.send_all(claim.jobs)
-                with unit_of_work() as db:
-                    service.record_outcomes(db, message_id=message_id, outcomes=outcomes)
+                in_flight = sending.submit(claim.jobs, creds)
+    finally:
+        # Whatever went wrong after a batch left, what it answered is still recorded.
+        if in_flight is not None:
+            _record(message_id, in_flight.result())
     with unit_of_work() as db:
         service.finish_if_done(db, message_id=message_id)
     return handled
+
+
+def _record(message_id: int, outcomes: list[Outcome]) -> None:
+    with unit_of_work() as db:
+        service.record_outcomes(db, message_id=message_id, outcomes=outcomes)
 
 
 def run_tick() -> dict[str, int]:
