@@ -75,6 +75,9 @@ class FakeWeixin:
     robot_keys: set[str] = field(default_factory=lambda: {ROBOT_KEY})
     robot_window: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     mass_messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What the group owner did with a mass message, per chat id (get_groupmsg_send_result's
+    # status): 0 not confirmed yet, 1 sent (the default), 2 not a customer group, 3 limit.
+    owner_status: dict[str, int] = field(default_factory=dict)
     delay: float = 0.0
     record: bool = True
     first_at: float | None = None
@@ -95,6 +98,7 @@ class FakeWeixin:
             self.robot_keys = {ROBOT_KEY}
             self.robot_window.clear()
             self.mass_messages.clear()
+            self.owner_status.clear()
             self.delay = 0.0
             self.record = True
             self.first_at = None
@@ -273,15 +277,17 @@ class FakeWeixin:
         found = self.mass_messages.get(str(body.get("msgid", "")))
         if found is None:
             return {"errcode": 41063, "errmsg": "invalid msgid"}
+        if str(body.get("userid", "")) != found["sender"]:
+            return {"errcode": 0, "errmsg": "ok", "send_list": []}  # not this member's task
         now = int(time.time())
-        return {
-            "errcode": 0,
-            "errmsg": "ok",
-            "send_list": [
-                {"chat_id": c, "userid": found["sender"], "status": 1, "send_time": now}
-                for c in found["chats"]
-            ],
-        }
+        send_list = []
+        for chat in found["chats"]:
+            status = self.owner_status.get(chat, 1)
+            row = {"chat_id": chat, "userid": found["sender"], "status": status}
+            if status == 1:
+                row["send_time"] = now
+            send_list.append(row)
+        return {"errcode": 0, "errmsg": "ok", "next_cursor": "", "send_list": send_list}
 
     def asgi(self) -> Starlette:
         def get(fn: Any) -> Any:

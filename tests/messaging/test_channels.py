@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from siyu.messaging import service, tasks
-from siyu.messaging.models import Delivery
+from siyu.messaging.models import Delivery, WecomGroup
 from siyu.tenants import service as tenants
 from tests.factories import make_member, make_tenant
 from tests.fakes import weixin as fake
@@ -350,6 +350,44 @@ def test_customer_group_mass_message_via_add_msg_template(db, tenant, weixin):
     assert req["text"] == {"content": "双11 福利来啦"}
 
 
+def test_group_mass_waits_for_the_owner_and_records_what_wecom_reports(db, tenant, weixin):
+    chats = ["wr-confirmed", "wr-not-customer", "wr-waiting"]
+    for chat in chats:
+        service.save_group(db, tenant_id=tenant.id, chat_id=chat, owner_userid="lisi")
+    msg = service.send(
+        db,
+        tenant_id=tenant.id,
+        purpose="mass-poll",
+        target=service.Target(kind="all_groups"),
+        body="今晚 8 点开播",
+        channels=["group_mass"],
+    )
+    service.expand_chunk(db, message_id=msg.id)
+    tasks.run_dispatch(msg.id)
+    by_chat = {
+        g.chat_id: d
+        for d, g in db.execute(
+            select(Delivery, WecomGroup)
+            .join(WecomGroup, WecomGroup.id == Delivery.group_id)
+            .where(Delivery.message_id == msg.id)
+        )
+    }
+    assert {d.confirm_state for d in by_chat.values()} == {"awaiting"}
+
+    weixin.owner_status.update({chats[0]: 0, chats[1]: 0, chats[2]: 0})
+    assert tasks.poll_group_mass() == 0  # nobody confirmed yet: nothing changes
+    weixin.owner_status.update({chats[0]: 1, chats[1]: 2})
+    assert tasks.poll_group_mass() == 2
+    assert tasks.poll_group_mass() == 0  # settled ones are not asked again
+
+    for d in by_chat.values():
+        db.refresh(d)
+    confirmed, refused, waiting = (by_chat[c] for c in chats)
+    assert (confirmed.status, confirmed.confirm_state) == ("sent", "confirmed")
+    assert (refused.status, refused.error_code) == ("undeliverable", "wecom.not_customer")
+    assert (waiting.status, waiting.confirm_state) == ("sent", "awaiting")
+
+
 def test_group_without_robot_or_wecom_is_undeliverable(db, weixin):
     t = make_tenant(db)
     service.save_group(db, tenant_id=t.id, chat_id="wr-x")
@@ -362,4 +400,31 @@ def test_group_without_robot_or_wecom_is_undeliverable(db, weixin):
     assert (delivery(db, msg).status, delivery(db, msg).error_code) == (
         "undeliverable",
         "no_channel",
+    )
+
+
+def test_group_mass_the_owner_never_confirms_is_given_up_after_a_week(db, tenant, weixin, clock):
+    service.save_group(db, tenant_id=tenant.id, chat_id="wr-silent", owner_userid="lisi")
+    weixin.owner_status["wr-silent"] = 0
+    msg = service.send(
+        db,
+        tenant_id=tenant.id,
+        purpose="mass-silent",
+        target=service.Target(kind="all_groups"),
+        body="福利",
+        channels=["group_mass"],
+    )
+    service.expand_chunk(db, message_id=msg.id)
+    tasks.run_dispatch(msg.id)
+    clock.advance(days=6)
+    assert tasks.poll_group_mass() == 0
+    clock.advance(days=2)
+    assert tasks.poll_group_mass() == 1
+
+    d = delivery(db, msg)
+    db.refresh(d)
+    assert (d.status, d.error_code, d.confirm_state) == (
+        "undeliverable",
+        "wecom.owner_did_not_confirm",
+        "",
     )

@@ -400,6 +400,30 @@ class Sender:
             return data
         raise AssertionError("unreachable")
 
+    async def group_mass_result(
+        self, creds: Credentials, msgid: str, userid: str
+    ) -> list[dict[str, Any]]:
+        """``get_groupmsg_send_result``: one row per group of the task (``chat_id``,
+        ``status`` 0 not sent yet / 1 sent / 2 not a customer / 3 already got a mass message
+        today, ``send_time``), every page of it."""
+        corp = _need(creds.wecom, "WeCom")
+        base = get_settings().wecom_api_base.rstrip("/")
+        rows: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            data = await self._with_token(
+                base,
+                corp["corpid"],
+                corp["secret"],
+                "/cgi-bin/externalcontact/get_groupmsg_send_result",
+                {"msgid": msgid, "userid": userid, "limit": 1000, "cursor": cursor},
+                wecom=True,
+            )
+            rows += list(data.get("send_list") or [])
+            cursor = str(data.get("next_cursor") or "")
+            if not cursor:
+                return rows
+
 
 def _need(cfg: dict[str, str] | None, what: str) -> dict[str, str]:
     if not cfg:
@@ -491,6 +515,14 @@ class SendingLoop:
     def warm(self) -> None:
         """Start the loop and the connection pool now (a worker process at start-up)."""
         self._ensure()
+
+    def group_mass_result(
+        self, creds: Credentials, msgid: str, userid: str
+    ) -> list[dict[str, Any]]:
+        """``Sender.group_mass_result`` on the process's loop, waited for."""
+        loop, sender = self._ensure()
+        call = sender.group_mass_result(creds, msgid, userid)
+        return asyncio.run_coroutine_threadsafe(call, loop).result(timeout=60)
 
     def submit(
         self, jobs: Sequence[Job], credentials: dict[int, Credentials]

@@ -37,6 +37,10 @@ QUEUED, SENDING, SENT, FAILED, UNDELIVERABLE, CANCELLED = (
     "cancelled",
 )
 DELIVERY_STATES = (QUEUED, SENDING, SENT, FAILED, UNDELIVERABLE, CANCELLED)
+# A sent customer-group mass message waits for the group owner to confirm it in WeCom; the
+# result poll (``get_groupmsg_send_result``) records what happened.
+AWAITING_OWNER, CONFIRMED = "awaiting", "confirmed"
+OWNER_WAIT = 7  # days: a task its owner never confirmed is given up after this
 FINAL_STATES = (SENT, FAILED, UNDELIVERABLE, CANCELLED)
 
 # Message states. scheduled (send_at in the future) → expanding → active → done; or cancelled.
@@ -127,6 +131,8 @@ class Delivery(Base):
     error_code: Mapped[str] = mapped_column(String(40), default="")
     error_message: Mapped[str] = mapped_column(String(500), default="")
     external_id: Mapped[str] = mapped_column(String(100), default="")
+    # Group mass messages only: "" → awaiting (sent, the owner has to confirm) → confirmed.
+    confirm_state: Mapped[str] = mapped_column(String(16), default="", server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 

@@ -92,6 +92,10 @@ class DeliveryRead(BaseModel):
     error_code: str
     error_message: str
     external_id: str
+    confirm_state: str = Field(
+        description="Group mass messages: awaiting (the group owner has to confirm the send in"
+        " WeCom) or confirmed; empty for other channels"
+    )
     sent_at: dt.datetime | None
     next_attempt_at: dt.datetime | None
 

@@ -63,8 +63,10 @@ from siyu.messaging.errors import (
 )
 from siyu.messaging.models import (
     ACTIVE,
+    AWAITING_OWNER,
     CANCELLED,
     CHANNELS,
+    CONFIRMED,
     DONE,
     EXPANDING,
     FAILED,
@@ -73,6 +75,7 @@ from siyu.messaging.models import (
     INBOX,
     MEMBER_CHANNELS,
     OA_TEMPLATE,
+    OWNER_WAIT,
     QUEUED,
     ROBOT,
     SCHEDULED,
@@ -1218,6 +1221,13 @@ def record_outcomes(db: Session, *, message_id: int, outcomes: Sequence[Outcome]
             retry_in.append(o.retry_in or 1)
         rows.append(row)
     _update_deliveries(db, rows)
+    if sent_ids := [o.delivery_id for o in outcomes if o.status == SENT and o.external_id]:
+        db.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(sent_ids), Delivery.channel == GROUP_MASS)
+            .values(confirm_state=AWAITING_OWNER)
+            .execution_options(synchronize_session=False)
+        )
     # A deferral (rate limit) is not an attempt: give it back.
     free = [o.delivery_id for o in outcomes if not o.counts_attempt]
     if free:
@@ -1236,6 +1246,102 @@ def record_outcomes(db: Session, *, message_id: int, outcomes: Sequence[Outcome]
         from siyu.messaging import tasks
 
         after_commit(db, tasks.kick_later, message_id, min(retry_in))
+
+
+# --- group mass confirmation --------------------------------------------------------------------
+
+
+@dataclass
+class MassTask:
+    """One ``add_msg_template`` task whose groups wait for their owner: the deliveries by
+    chat id, and who to ask (the sender's WeCom userid)."""
+
+    tenant_id: int
+    msgid: str
+    userid: str
+    deliveries: dict[str, int]
+    oldest: dt.datetime
+
+
+def awaiting_owner(db: Session, *, limit: int = 200) -> list[MassTask]:
+    """Group mass tasks with deliveries still waiting for their owner's confirmation."""
+    rows = db.execute(
+        select(
+            Delivery.id,
+            Delivery.tenant_id,
+            Delivery.external_id,
+            Delivery.sent_at,
+            WecomGroup.chat_id,
+            WecomGroup.owner_userid,
+            Tenant.settings,
+        )
+        .join(WecomGroup, WecomGroup.id == Delivery.group_id)
+        .join(Tenant, Tenant.id == Delivery.tenant_id)
+        .where(Delivery.confirm_state == AWAITING_OWNER, Delivery.channel == GROUP_MASS)
+        .order_by(Delivery.id)
+        .limit(limit * 50)
+    )
+    tasks: dict[tuple[int, str], MassTask] = {}
+    for d_id, tenant_id, msgid, sent_at, chat_id, owner, settings in rows:
+        userid = owner or ((settings or {}).get("wecom") or {}).get("sender", "")
+        task = tasks.get((tenant_id, msgid))
+        if task is None:
+            task = tasks[(tenant_id, msgid)] = MassTask(
+                tenant_id, msgid, userid, {}, clock.as_utc(sent_at or clock.now())
+            )
+        task.deliveries[chat_id] = d_id
+    return list(tasks.values())[:limit]
+
+
+# get_groupmsg_send_result's status per group → what became of the delivery.
+_OWNER_REFUSALS = {
+    2: ("wecom.not_customer", "the group is not the sender's customer group"),
+    3: ("wecom.already_sent_today", "the group already received a mass message today"),
+}
+
+
+def record_owner_results(db: Session, task: MassTask, send_list: Sequence[dict[str, Any]]) -> int:
+    """Apply one poll's answer: confirmed (with the time it went out), refused by WeCom
+    (undeliverable, with why), or still waiting — given up after ``OWNER_WAIT`` days. Returns
+    the deliveries settled."""
+    now = clock.now()
+    settled = 0
+    status_of = {str(r.get("chat_id", "")): r for r in send_list}
+    for chat_id, delivery_id in task.deliveries.items():
+        row = status_of.get(chat_id)
+        status = int(row.get("status", 0)) if row else 0
+        values: dict[str, Any]
+        if status == 1:
+            when = int(row.get("send_time") or 0) if row else 0
+            values = {"confirm_state": CONFIRMED}
+            if when:
+                values["sent_at"] = dt.datetime.fromtimestamp(when, dt.UTC)
+        elif status in _OWNER_REFUSALS:
+            code, text = _OWNER_REFUSALS[status]
+            values = {
+                "confirm_state": "",
+                "status": UNDELIVERABLE,
+                "error_code": code,
+                "error_message": text,
+            }
+        elif now - task.oldest > dt.timedelta(days=OWNER_WAIT):
+            values = {
+                "confirm_state": "",
+                "status": UNDELIVERABLE,
+                "error_code": "wecom.owner_did_not_confirm",
+                "error_message": f"the group owner did not confirm within {OWNER_WAIT} days",
+            }
+        else:
+            continue
+        settled += rowcount(
+            db.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.confirm_state == AWAITING_OWNER)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    return settled
 
 
 def _finish_if_done(db: Session, msg: Message) -> None:

@@ -1,5 +1,6 @@
 """Messaging jobs: expand a target into deliveries, dispatch batches, the minute tick (SOP
-schedules, "send at" broadcasts, interrupted and retried deliveries)."""
+schedules, "send at" broadcasts, interrupted and retried deliveries, the group owners'
+confirmations of customer-group mass messages)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import logging
 from concurrent.futures import Future
 
 from huey import crontab
+from sqlalchemy import select
 
 from siyu.core.db import unit_of_work
 from siyu.core.jobs import huey
 from siyu.messaging import service
-from siyu.messaging.channels import credentials_of, sending
+from siyu.messaging.channels import ChannelError, credentials_of, sending
 from siyu.messaging.service import Outcome
 from siyu.tenants.models import Tenant
 
@@ -105,6 +107,30 @@ def _record(message_id: int, outcomes: list[Outcome]) -> None:
         service.record_outcomes(db, message_id=message_id, outcomes=outcomes)
 
 
+def poll_group_mass() -> int:
+    """Ask WeCom what became of the group mass tasks still waiting for their owners; the
+    deliveries settled. A task whose poll fails is asked again next minute."""
+    with unit_of_work() as db:
+        waiting = service.awaiting_owner(db)
+        creds = {
+            t.id: credentials_of(t.settings or {})
+            for t in db.scalars(select(Tenant).where(Tenant.id.in_({w.tenant_id for w in waiting})))
+        }
+    settled = 0
+    for task in waiting:
+        try:
+            send_list = sending.group_mass_result(creds[task.tenant_id], task.msgid, task.userid)
+        except ChannelError as err:
+            log.warning(
+                "group mass result poll failed",
+                extra={"msgid": task.msgid, "code": err.code, "error": err.message},
+            )
+            continue
+        with unit_of_work() as db:
+            settled += service.record_owner_results(db, task, send_list)
+    return settled
+
+
 def run_tick() -> dict[str, int]:
     """Everything the minute tick does, callable directly (tests, `siyu messages tick`)."""
     from siyu.messaging import schedules
@@ -114,6 +140,7 @@ def run_tick() -> dict[str, int]:
     with unit_of_work() as db:
         started = service.start_due(db)
     ran = schedules.run_due_all()
+    confirmed = poll_group_mass()
     with unit_of_work() as db:
         due = service.messages_with_due(db)
     for message_id in set(due) | set(requeued):
@@ -123,6 +150,7 @@ def run_tick() -> dict[str, int]:
         "started": len(started),
         "sop_runs": ran,
         "kicked": len(set(due) | set(requeued)),
+        "group_mass_settled": confirmed,
     }
 
 
