@@ -19,7 +19,10 @@ transaction) on its own scratch database, run with the same client count and dur
 before the PostgreSQL run it is compared with. SQLite has no pgbench; its rows are compared
 with the PostgreSQL pgbench figure, as a reference only. Target: PostgreSQL at 8 clients
 reaches 50% of pgbench's TPS; the script exits 1 when it does not (or when a posting failed
-or ``ledger.verify`` finds a problem afterwards).
+or ``ledger.verify`` finds a problem afterwards). After the ledger runs, pgbench also drives the
+ledger's own PostgreSQL posting functions (BEGIN, one call, END) with the same clients: the
+same server work with a client that costs almost nothing, i.e. the ceiling for the ledger on
+that server (``--no-functions`` skips it).
 
 Every database is created here and dropped at the end: a temporary SQLite file and
 ``siyu_bench_<random>`` / ``siyu_pgbench_<random>`` on the PostgreSQL server of ``--pg-url``.
