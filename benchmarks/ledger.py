@@ -19,7 +19,10 @@ transaction) on its own scratch database, run with the same client count and dur
 before the PostgreSQL run it is compared with. SQLite has no pgbench; its rows are compared
 with the PostgreSQL pgbench figure, as a reference only. Target: PostgreSQL at 8 clients
 reaches 50% of pgbench's TPS; the script exits 1 when it does not (or when a posting failed
-or ``ledger.verify`` finds a problem afterwards).
+or ``ledger.verify`` finds a problem afterwards). After the ledger runs, pgbench also drives the
+ledger's own PostgreSQL posting functions (BEGIN, one call, END) with the same clients: the
+same server work with a client that costs almost nothing, i.e. the ceiling for the ledger on
+that server (``--no-functions`` skips it).
 
 Every database is created here and dropped at the end: a temporary SQLite file and
 ``siyu_bench_<random>`` / ``siyu_pgbench_<random>`` on the PostgreSQL server of ``--pg-url``.
@@ -399,10 +402,50 @@ def pgbench_init(admin_url: str, name: str, scale: int) -> None:
 
 def pgbench_tps(admin_url: str, name: str, n_clients: int, seconds: float) -> float:
     """TPS of ``pgbench -N`` (excluding connection time), same clients and duration."""
+    return _pgbench(admin_url, name, ["-N"], n_clients, seconds)
+
+
+_FUNCTION_SCRIPTS = {
+    # The statements the service sends on its PostgreSQL hot path (BEGIN, one posting function
+    # call, COMMIT), driven by pgbench's C client instead of Python: what the server side alone
+    # allows, for the same mix of grants and spends.
+    "grant": "\\set m random({lo}, {hi})\n"
+    "BEGIN;\n"
+    "SELECT id FROM siyu_ledger_grant({tenant}, :m, {grant}, 'purchase', '', '', 'job', '',"
+    " 'pgbench-g-' || cast(:client_id as text) || '-' || random(), NULL, true, now());\n"
+    "END;\n",
+    "spend": "\\set m random({lo}, {hi})\n"
+    "BEGIN;\n"
+    "SELECT id FROM siyu_ledger_spend({tenant}, :m, {spend}, 'redeem', '', '', 'job', '',"
+    " 'pgbench-s-' || cast(:client_id as text) || '-' || random(), now());\n"
+    "END;\n",
+}
+
+
+def pgbench_functions_tps(
+    admin_url: str, name: str, tenant_id: int, member_ids: list[int], n_clients: int, seconds: float
+) -> float | None:
+    """TPS of pgbench calling the ledger's posting functions, half grants, half spends.
+
+    None when the members' ids are not one range (pgbench picks them with ``random``).
+    """
+    lo, hi = min(member_ids), max(member_ids)
+    if hi - lo + 1 != len(member_ids):
+        return None
+    with tempfile.TemporaryDirectory(prefix="siyu_pgbench_") as tmp:
+        files = []
+        for which, script in _FUNCTION_SCRIPTS.items():
+            path = Path(tmp) / f"{which}.sql"
+            path.write_text(script.format(lo=lo, hi=hi, tenant=tenant_id, grant=GRANT, spend=SPEND))
+            files += ["-f", str(path)]
+        return _pgbench(admin_url, name, ["-M", "prepared", *files], n_clients, seconds)
+
+
+def _pgbench(admin_url: str, name: str, script: list[str], n_clients: int, seconds: float) -> float:
     proc = subprocess.run(
         [
             "pgbench",
-            "-N",
+            *script,
             "-n",
             "-c",
             str(n_clients),
@@ -454,6 +497,7 @@ def benchmark(args: argparse.Namespace) -> int:
     )
     rows: list[Row] = []
     pg_tps: dict[int, float] = {}
+    fn_tps: dict[int, float] = {}
     problems: list[str] = []
 
     if "postgresql" in args.backends:
@@ -474,6 +518,14 @@ def benchmark(args: argparse.Namespace) -> int:
                 )
                 print(f"  ledger   -c {c}: {res.rate:.0f} postings/s", flush=True)
                 rows.append(Row(res, pg_tps[c], reference=False))
+            # After the ledger runs, so their databases start alike; verify checks these too.
+            for c in clients if args.functions else []:
+                tps = pgbench_functions_tps(
+                    args.pg_url, name, tenant_id, member_ids, c, args.seconds
+                )
+                if tps is not None:
+                    fn_tps[c] = tps
+                    print(f"  pgbench, posting functions -c {c}: {tps:.0f} tps", flush=True)
             problems += _verified("postgresql", url, tenant_id)
 
     if "sqlite" in args.backends:
@@ -506,6 +558,12 @@ def benchmark(args: argparse.Namespace) -> int:
         "network round trip each). app CPU: the client processes' CPU per posting; db CPU: "
         "their PostgreSQL backends' (SQLite runs inside the client)."
     )
+    for c, tps in fn_tps.items():
+        print(
+            f"pgbench driving the posting functions (BEGIN, one call, END; no Python), "
+            f"{c} clients: {tps:.0f} tps = {tps / pg_tps[c]:.0%} of pgbench -N: the server-side "
+            f"ceiling for the ledger at that client count"
+        )
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print()
     for p in problems:
@@ -781,6 +839,12 @@ def main(argv: list[str] | None = None) -> int:
         help="an existing database on the server (for CREATE/DROP DATABASE)",
     )
     p.add_argument("--scale", type=int, default=10, help="pgbench -i scale factor")
+    p.add_argument(
+        "--no-functions",
+        dest="functions",
+        action="store_false",
+        help="skip the run of pgbench driving the posting functions",
+    )
     p.add_argument(
         "--profile",
         action="store_true",

@@ -419,12 +419,15 @@ def _server_side(
         row = cur.fetchone()
     if row is None:
         return None
-    # Balances and lots changed behind the session's back.
-    for obj in list(db.identity_map.values()):
-        if isinstance(obj, m.Account | m.Lot):
-            db.expire(obj)
-    if identity_key(m.JournalEntry, row[0]) in db.identity_map:  # a replay of one seen here
-        return db.get(m.JournalEntry, row[0], populate_existing=True)
+    key = identity_key(m.JournalEntry, row[0])  # also configures the mappers on first use
+    identity = db.identity_map
+    if identity:  # usually empty: a posting is most often its transaction's first statement
+        # Balances and lots changed behind the session's back.
+        for obj in list(identity.values()):
+            if isinstance(obj, m.Account | m.Lot):
+                db.expire(obj)
+        if key in identity:  # a replay of one seen here
+            return db.get(m.JournalEntry, row[0], populate_existing=True)
     entry: m.JournalEntry = _ENTRY_MANAGER.new_instance()
     stored = dict(zip(_ENTRY_COLUMNS, row, strict=True))
     stored["created_at"] = clock.as_utc(stored["created_at"])  # as UTCDateTime returns it
