@@ -264,6 +264,7 @@ _UPDATE_SET = (
     "session_id = coalesce(excluded.session_id, orders.session_id), "
     "import_id = excluded.import_id, updated_at = excluded.updated_at"
 )
+UPSERT_COLUMNS, UPSERT_SET = _COLUMNS, _UPDATE_SET  # the staged path's upsert says the same
 _PG_STAGING = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS orders_staging ("
     "tenant_id integer, platform varchar(16), order_no varchar(64), buyer varchar(64), "
@@ -359,15 +360,21 @@ def _upsert(db: Session, *, tenant_id: int, import_id: int, records: Iterable[Re
 _OPEN_CLAIMS = (m.PENDING, m.CREDITED, m.REVERSED)
 
 
+def any_open_claim(db: Session, *, tenant_id: int) -> bool:
+    return (
+        db.scalar(
+            select(m.Claim.id)
+            .where(m.Claim.tenant_id == tenant_id, m.Claim.status.in_(_OPEN_CLAIMS))
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def _after_import(db: Session, *, tenant_id: int, keys: list[tuple[str, str]]) -> None:
     """Match the batch's pending claims; claw back refunds of its credited orders."""
-    any_open = db.scalar(
-        select(m.Claim.id)
-        .where(m.Claim.tenant_id == tenant_id, m.Claim.status.in_(_OPEN_CLAIMS))
-        .limit(1)
-    )
-    if any_open is None:  # a tenant's first imports, and the benchmark: nothing to match
-        return
+    if not any_open_claim(db, tenant_id=tenant_id):
+        return  # a tenant's first imports, and the benchmark: nothing to match
     claims: list[m.Claim] = []
     if db.get_bind().dialect.name == "postgresql":  # join the batch still in staging
         claims = list(
@@ -402,6 +409,34 @@ def _after_import(db: Session, *, tenant_id: int, keys: list[tuple[str, str]]) -
                 )
                 .order_by(m.Claim.id)
             ).all()
+    settle_claims(db, tenant_id=tenant_id, claims=claims)
+
+
+def select_claims_touched(*, tenant_id: int, import_id: int, at: dt.datetime) -> Any:
+    """Open claims of the orders an import's upsert wrote at ``at`` (its ``updated_at``)."""
+    return (
+        select(m.Claim)
+        .join(
+            m.Order,
+            and_(
+                m.Order.tenant_id == m.Claim.tenant_id,
+                m.Order.platform == m.Claim.platform,
+                m.Order.order_no == m.Claim.order_no,
+            ),
+        )
+        .where(
+            m.Claim.tenant_id == tenant_id,
+            m.Claim.status.in_(_OPEN_CLAIMS),
+            m.Order.import_id == import_id,
+            m.Order.updated_at == at,
+        )
+        .order_by(m.Claim.id)
+    )
+
+
+def settle_claims(db: Session, *, tenant_id: int, claims: list[m.Claim]) -> None:
+    """After an upsert of their orders: decide pending claims, claw back refunds of credited
+    ones. ``claims`` are open claims of just-imported orders, in id order."""
     if not claims:
         return
     db.expire_all()  # the upsert wrote orders behind the session's back
