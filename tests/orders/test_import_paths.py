@@ -78,14 +78,16 @@ FILES = {
     "quirky taobao (UTF-8)": taobao_csv(QUIRKY, encoding="utf-8"),
     "comma and quote in a title": taobao_csv([TbRow("4501", "a", "1", title='a, "b" c')]),
     "short row": taobao_csv([TbRow("4001", "a", "1"), ["4002", "short"], TbRow("4003", "b", "2")]),
-    "bare =\"…\" cells": (
+    'bare ="…" cells': (
         ",".join(TAOBAO_HEADER)
         + "\r\n"
         + ",".join(['="4101"', "bare", "", "1", "1", "交易成功"] + [""] * 10)
         + "\r\n"
     ).encode("gb18030"),
     "bad bytes": taobao_csv([TbRow("4201", "a", "1")]) + b"\xff\xfe,\r\n",
-    "quoted newline": taobao_csv([TbRow("4301", "a", "1", title="two\nlines"), TbRow("", "b", "1")]),
+    "quoted newline": taobao_csv(
+        [TbRow("4301", "a", "1", title="two\nlines"), TbRow("", "b", "1")]
+    ),
     "blank line": taobao_csv([TbRow("4401", "a", "1")]) + b"\r\n",
     "douyin": douyin_csv([dy_row("6001", "6001-1", "30.00"), dy_row("6001", "6001-2", "2")]),
 }
@@ -110,7 +112,8 @@ def test_staged_path_is_taken_for_a_clean_taobao_file(db, tmp_path, caplog):
             db, taobao_csv(QUIRKY), tmp_path, staging=True, name="c.csv"
         )
     assert "Python path" not in caplog.text
-    assert counts[0] == "done" and rejects
+    assert counts[0] == "done"
+    assert rejects
     with caplog.at_level(logging.INFO, logger="siyu.orders"):
-        _import(db, FILES["bare =\"…\" cells"], tmp_path, staging=True, name="d.csv")
+        _import(db, FILES['bare ="…" cells'], tmp_path, staging=True, name="d.csv")
     assert "takes the Python path: a quote inside an unquoted field" in caplog.text
