@@ -332,6 +332,9 @@ _RESCUED_COLS = "line, order_no, buyer, paid_fen, refund_fen, status, ordered_at
 def _chunk(db: Session, st: Staged, imp: m.Import, lo: int, hi: int) -> service.BatchResult:
     params: dict[str, Any] = {"lo": lo, "hi": hi, "ws": WHITESPACE}
     db.execute(text("SET LOCAL work_mem = '64MB'"))
+    # The planner cannot estimate the cleaned order numbers' filter and would nest-loop the
+    # lookups (quadratic); every join here is a hash join on a small table.
+    db.execute(text("SET LOCAL enable_nestloop = off"))
     rejects: list[dict[str, Any]] = []
     rescued: list[Record] = []
     bad_rows = db.execute(text(_rows_sql(st, good=False)), params).yield_per(5000)
