@@ -7,6 +7,8 @@ the quirky Taobao file really went through staging, and that files it must refus
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 
 import pytest
@@ -42,6 +44,20 @@ QUIRKY = [
 ]
 
 
+def _minimal(rows: list[TbRow]) -> bytes:
+    """As Taobao's own export writes it: CRLF, quotes only where needed, so an empty last cell
+    (商家备注) is a bare comma before the CRLF, and ``="…"`` order numbers are quoted."""
+    buf = io.StringIO()
+    w = csv.writer(buf, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    w.writerow(TAOBAO_HEADER)
+    for r in rows:
+        w.writerow(r.cells())
+    return buf.getvalue().encode("gb18030")
+
+
+CRLF = _minimal(QUIRKY)
+
+
 def _import(db, data: bytes, tmp_path, *, staging: bool, name: str):
     tenant = make_tenant(db)
     path = tmp_path / name
@@ -74,6 +90,7 @@ def _import(db, data: bytes, tmp_path, *, staging: bool, name: str):
 
 
 FILES = {
+    "CRLF, minimal quoting, empty last cells": CRLF,
     "quirky taobao (GB18030)": taobao_csv(QUIRKY),
     "quirky taobao (UTF-8)": taobao_csv(QUIRKY, encoding="utf-8"),
     "comma and quote in a title": taobao_csv([TbRow("4501", "a", "1", title='a, "b" c')]),
@@ -116,4 +133,43 @@ def test_staged_path_is_taken_for_a_clean_taobao_file(db, tmp_path, caplog):
     assert rejects
     with caplog.at_level(logging.INFO, logger="siyu.orders"):
         _import(db, FILES['bare ="…" cells'], tmp_path, staging=True, name="d.csv")
-    assert "takes the Python path: a quote inside an unquoted field" in caplog.text
+    assert "takes the Python path: not plain CSV" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "name", ["CRLF, minimal quoting, empty last cells", "comma and quote in a title"]
+)
+def test_staged_path_is_taken_for_plain_csv(db, tmp_path, caplog, name):
+    if db.get_bind().dialect.name != "postgresql":
+        pytest.skip("the staged path is PostgreSQL's")
+    assert FILES[name].endswith(b",\r\n") or name != "CRLF, minimal quoting, empty last cells"
+    with caplog.at_level(logging.INFO, logger="siyu.orders"):
+        counts, _orders, _rejects = _import(db, FILES[name], tmp_path, staging=True, name="e.csv")
+    assert "Python path" not in caplog.text
+    assert counts[0] == "done"
+
+
+def test_rows_sql_is_unsure_of_are_parsed_by_python_and_imported(db, tmp_path, caplog):
+    """A buyer padded with full-width spaces: SQL trims ASCII spaces only, so it hands the row
+    to ``Taobao.parse``, which accepts it; the order is imported with the trimmed name, and a
+    later line of the same order number still wins over it."""
+    if db.get_bind().dialect.name != "postgresql":
+        pytest.skip("the staged path is PostgreSQL's")
+    rows = [
+        TbRow("5101", "\u3000tb_宽\u3000", "10"),
+        TbRow("5102", "tb_窄", "20"),
+        TbRow("5102", "\u3000tb_窄后\u3000", "21"),  # later line, unsure: it wins
+        TbRow("5103", "\u3000tb_早\u3000", "30"),
+        TbRow("5103", "tb_晚", "31"),  # later line, sure: it wins
+    ]
+    with caplog.at_level(logging.INFO, logger="siyu.orders"):
+        counts, orders, rejects = _import(db, _minimal(rows), tmp_path, staging=True, name="f.csv")
+    assert "Python path" not in caplog.text
+    assert "3 row(s) normalised by Python" in caplog.text
+    assert rejects == []
+    assert counts[1:5] == (5, 3, 2, 0)
+    assert {no: (o[0], o[1]) for no, o in orders.items()} == {
+        "5101": ("tb_宽", 1000),
+        "5102": ("tb_窄后", 2100),
+        "5103": ("tb_晚", 3100),
+    }

@@ -1,4 +1,4 @@
-"""The PostgreSQL path of a Taobao import: PostgreSQL parses the file, SQL upserts it.
+"""The PostgreSQL path of a Taobao import: PostgreSQL parses the file, SQL normalises it.
 
 ``flows.run_import`` tries this first for a Taobao CSV on PostgreSQL; ``Refused`` sends the
 file down the Python path (``readers`` + ``service.import_batch``) from the start, with nothing
@@ -7,26 +7,34 @@ written yet, so behaviour is the same either way:
 1. Stage: the file's bytes (GB18030 decoded by Python's own codec and re-encoded as UTF-8, so
    both paths accept the same bytes) go by ``COPY … (FORMAT csv)`` into an UNLOGGED text table
    with a line-number column, in pieces of whole lines, one transaction each (progress).
-   Refused when COPY refuses a piece (short or long rows, bad bytes, NUL), when the number of
-   physical lines is not rows + 1 (quoted newlines, blank lines, bare CR: line numbers would
-   drift), or when a ``"`` follows text inside an unquoted field (``="1"`` written bare:
-   Python's ``csv`` keeps such quotes, PostgreSQL's CSV parser does not).
+   Each piece must first match ``_CSV`` in full: lines of fields either plain (no ``"``, CR
+   or LF) or quoted with doubled inner quotes, each line ending in CRLF or LF. There Python's
+   ``csv`` and PostgreSQL's CSV parser read the same cells; a bare ``="1"`` (Python keeps the
+   quotes, PostgreSQL drops them), text after a closing quote, quoted newlines and bare CRs
+   are refused. So are pieces COPY refuses (short or long rows, NUL) and files whose
+   physical lines are not rows + 1 (blank lines: line numbers would drift).
 2. Cells with few distinct values (statuses, amounts, times) are parsed once each by the very
    functions the Python path calls (``TAOBAO_STATUS``, ``readers.money_fen``,
    ``Layout.times``) into a lookup table: good values and bad values apart.
-3. Chunks of ``CHUNK`` lines, one transaction each: rows holding a bad value or a bad order
-   number / buyer (checked in SQL, mirroring ``readers.clean`` and the checks) are fetched
-   and parsed by ``Taobao.parse`` itself, which gives the reject's column and reason (or,
-   should SQL be stricter than Python, a Record that joins the upsert); the rest are
-   normalised in SQL; both go through one ``INSERT … SELECT DISTINCT ON (order number) …
-   ON CONFLICT DO UPDATE`` (last line wins), then the chunk's open claims are settled
-   (``service.settle_claims``) and the import's counters move.
+3. Chunks of ``CHUNK`` lines: one scan normalises the chunk into a narrow table (each text
+   cell cleaned once, only the needed columns) with an ``ok`` flag. ``ok`` is conservative:
+   besides bad lookup values and bad order numbers / buyers, a cell with whitespace other than
+   ASCII spaces at an end is left to Python (``btrim`` trims spaces, ``str.strip`` more). The
+   rows not ``ok`` are parsed by ``Taobao.parse`` itself: a reject with its column and reason,
+   or a Record that takes the row's place (a buyer padded with a full-width space). Then
+   ``service.upsert_normalised`` writes the ``ok`` rows (the last line per order wins) and
+   claims are settled.
+
+Writes: this module writes only its own staging tables; the orders tables are written by
+``service`` (``add_rejects``, ``upsert_normalised``, ``after_normalised_upsert``,
+``count_batch``).
 """
 
 from __future__ import annotations
 
 import codecs
 import datetime as dt
+import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,23 +42,25 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from siyu.core import clock
 from siyu.core.db import unit_of_work
 from siyu.orders import models as m
 from siyu.orders import service
-from siyu.orders.readers import TAOBAO_STATUS, Bad, Record, Taobao, clean, money_fen
+from siyu.orders.readers import TAOBAO_STATUS, Bad, Record, Reject, Taobao, clean, money_fen
 
-CHUNK = 100_000  # lines per upsert transaction
+log = logging.getLogger("siyu.orders")
+CHUNK = 250_000  # lines per upsert transaction
 PIECE = 16 << 20  # bytes per staging COPY transaction
 # ``str.strip()`` removes these; SQL's btrim must remove the same.
 WHITESPACE = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
-# A quote after text in a field that did not open with one (``="1"`` written bare, ``a"b``).
-# A closing quote before a delimiter is let through: a quoted title with a comma must not send
-# the file down the slow path (and a stray quote there shifts PostgreSQL's columns: refused).
-_STRAY_QUOTE = re.compile(rb'(?:\A|[,\r\n])[^",\r\n]+"(?![,\r\n]|\Z)')
+# CSV both parsers read alike: plain fields (no quote, CR or LF) or quoted ones with doubled
+# inner quotes (no CR or LF inside); lines end in CRLF or LF (or the file). Possessive, so
+# linear without backtracking: one ``fullmatch`` per piece, in C.
+_FIELD = rb'(?:"[^"\r\n]*+(?:""[^"\r\n]*+)*+"|[^",\r\n]*+)'
+_CSV = re.compile(rb"(?:" + _FIELD + rb"(?:," + _FIELD + rb")*+(?:\r?\n|\Z))*+")
 _STATUS, _MONEY, _TIME = 1, 2, 3
 
 
@@ -78,8 +88,8 @@ class Staged:
         return f"{self.table}_v"
 
     @property
-    def rescued(self) -> str:
-        return f"{self.table}_x"
+    def normalised(self) -> str:
+        return f"{self.table}_n"
 
 
 def run(
@@ -98,6 +108,14 @@ def run(
         rows = _stage(table, path, layout=layout, encoding=encoding, import_id=import_id, size=size)
         st = Staged(table, layout, rows)
         _build_lookup(st)
+        with unit_of_work() as db:
+            db.execute(
+                text(
+                    f"CREATE UNLOGGED TABLE {st.normalised} (line bigint, order_no text, "
+                    "buyer text, paid_fen bigint, refund_fen bigint, status text, "
+                    "ordered_at timestamptz, paid_at timestamptz, items text, ok boolean)"
+                )
+            )
         done = 0
         while done < rows:
             lo, hi = done + 2, min(done + CHUNK, rows) + 1
@@ -117,7 +135,7 @@ def run(
 
 def _drop(table: str) -> None:
     with unit_of_work() as db:
-        for t in (table, f"{table}_v", f"{table}_x"):
+        for t in (table, f"{table}_v", f"{table}_n"):
             db.execute(text(f"DROP TABLE IF EXISTS {t}"))
 
 
@@ -178,15 +196,12 @@ def _stage(
             )
         )
     lines = rows = 0
-    cr = crlf = 0
     last = b""
     first = True
     for blob, read in _pieces(path, encoding):
-        if _STRAY_QUOTE.search(blob):
-            raise Refused("a quote inside an unquoted field")
+        if _CSV.fullmatch(blob) is None:
+            raise Refused("not plain CSV (a quote inside an unquoted field, a CR, a newline)")
         lines += blob.count(b"\n")
-        cr += blob.count(b"\r")
-        crlf += blob.count(b"\r\n")
         last = blob[-1:]
         try:
             with unit_of_work() as db:
@@ -204,8 +219,6 @@ def _stage(
         except psycopg.Error as err:
             raise Refused(f"COPY refused the file: {err}") from None
         first = False
-    if cr != crlf:
-        raise Refused("bare carriage returns")
     physical = lines + (1 if last and last != b"\n" else 0)
     if rows != physical - 1:
         raise Refused("rows span lines (quoted newlines or blank lines)")
@@ -277,141 +290,123 @@ def _parse_value(
 # --- 3. chunks --------------------------------------------------------------------------------
 
 
-def _clean_sql(cell: str) -> str:
-    """``readers.clean`` in SQL (``:ws``: Python's whitespace)."""
-    x = f"btrim({cell}, :ws)"
+def _ends_ws(x: str) -> str:
+    """SQL: ``x`` is not empty and starts or ends with a character Python calls whitespace."""
+    return f"({x} <> '' AND (strpos(:ws, left({x}, 1)) > 0 OR strpos(:ws, right({x}, 1)) > 0))"
+
+
+def _clean_sql(y: str) -> str:
+    """``readers.clean`` in SQL of ``y``, a cell with its ASCII spaces trimmed. Equal to
+    Python's unless ``_ends_ws`` of ``y`` or of the result (``str.strip`` trims more)."""
     return (
-        f"CASE WHEN left({x}, 2) = '=\"' AND right({x}, 1) = '\"' "
-        f"THEN btrim(substr({x}, 3, greatest(length({x}) - 3, 0)), :ws) "
-        f"WHEN left({x}, 1) = '''' THEN substr({x}, 2) ELSE {x} END"
+        f"CASE WHEN left({y}, 2) = '=\"' AND right({y}, 1) = '\"' "
+        f"THEN btrim(substr({y}, 3, greatest(length({y}) - 3, 0)), ' ') "
+        f"WHEN left({y}, 1) = '''' THEN substr({y}, 2) ELSE {y} END"
     )
 
 
-def _rows_sql(st: Staged, *, good: bool) -> str:
-    """The chunk's rows [:lo, :hi] that SQL can normalise (good) or cannot (the rest)."""
+def _normalise_sql(st: Staged) -> str:
+    """One scan of lines [:lo, :hi] into the chunk table: cleaned values and ``ok``.
+    Nested ``OFFSET 0`` subqueries keep PostgreSQL from inlining (and recomputing) a cell."""
     layout = st.layout
-    title = (
-        f"left({_clean_sql(_cell(layout.i_title))}, 500)" if layout.i_title is not None else "''"
-    )
-    inner = (
-        f"SELECT s.*, {_clean_sql(_cell(layout.i_no))} AS no, "
-        f"{_clean_sql(_cell(layout.i_buyer))} AS buyer FROM {st.table} s "
-        "WHERE s.line BETWEEN :lo AND :hi OFFSET 0"
-    )
-    names_ok = "s.no ~ '^[0-9A-Za-z_-]{1,64}$' AND s.buyer <> '' AND char_length(s.buyer) <= 64"
+    text_cells = {"no": layout.i_no, "buyer": layout.i_buyer, "title": layout.i_title}
     kinds = _kinds(layout)
-    if not good:
-        bad = " OR ".join(
-            f"{_cell(i)} IN (SELECT raw FROM {st.lookup} WHERE kind = {k} AND NOT ok)"
-            for k, i in kinds
-        )
-        cols = ", ".join(f"s.c{i}" for i in range(layout.width))
-        return (
-            f"SELECT s.line, {cols} FROM ({inner}) s "
-            f"WHERE NOT ({names_ok}) OR {bad} ORDER BY s.line"
-        )
+    carried = sorted({i for _, i in kinds})
+    trimmed = ", ".join(
+        f"btrim({_cell(i)}, ' ') AS y_{n}" if i is not None else f"'' AS y_{n}"
+        for n, i in text_cells.items()
+    )
+    raw = ", ".join(f"{_cell(i)} AS c{i}" for i in carried)
+    cleaned = ", ".join(f"{_clean_sql(f'y_{n}')} AS {n}" for n in text_cells)
     joins, alias = [], {}
     for n, (k, i) in enumerate(kinds):
         a = f"v{n}"
         alias[i] = a
-        joins.append(f"JOIN {st.lookup} {a} ON {a}.kind = {k} AND {a}.ok AND {a}.raw = {_cell(i)}")
+        joins.append(f"JOIN {st.lookup} {a} ON {a}.kind = {k} AND {a}.raw = s.c{i}")
     refund = f"{alias[layout.i_refund]}.fen" if layout.i_refund else "0"
     created = f"{alias[layout.i_created]}.at" if layout.i_created is not None else "NULL"
     paid_at = f"{alias[layout.i_paid_at]}.at" if layout.i_paid_at is not None else "NULL"
-    return (
-        f"SELECT s.line, s.no AS order_no, s.buyer, {alias[layout.i_paid]}.fen AS paid_fen, "
-        f"{refund} AS refund_fen, {alias[layout.i_status]}.status, "
-        f"{created} AS ordered_at, {paid_at} AS paid_at, {title} AS items "
-        f"FROM ({inner}) s {' '.join(joins)} WHERE {names_ok}"
+    ok = " AND ".join(
+        [
+            "s.no ~ '^[0-9A-Za-z_-]{1,64}$'",
+            "s.buyer <> ''",
+            "char_length(s.buyer) <= 64",
+            *(f"NOT {_ends_ws(f's.y_{n}')} AND NOT {_ends_ws(f's.{n}')}" for n in text_cells),
+            *(f"{a}.ok" for a in alias.values()),
+        ]
     )
-
-
-_RESCUED_COLS = "line, order_no, buyer, paid_fen, refund_fen, status, ordered_at, paid_at, items"
+    return (
+        f"INSERT INTO {st.normalised} (line, order_no, buyer, paid_fen, refund_fen, status, "
+        "ordered_at, paid_at, items, ok) "
+        f"SELECT s.line, left(s.no, 64), left(s.buyer, 64), {alias[layout.i_paid]}.fen, "
+        f"{refund}, {alias[layout.i_status]}.status, {created}, {paid_at}, left(s.title, 500), "
+        f"{ok} FROM (SELECT t.*, {cleaned} FROM (SELECT s.line, {raw}, {trimmed} "
+        f"FROM {st.table} s WHERE s.line BETWEEN :lo AND :hi OFFSET 0) t OFFSET 0) s "
+        f"{' '.join(joins)}"
+    )
 
 
 def _chunk(db: Session, st: Staged, imp: m.Import, lo: int, hi: int) -> service.BatchResult:
     params: dict[str, Any] = {"lo": lo, "hi": hi, "ws": WHITESPACE}
     db.execute(text("SET LOCAL work_mem = '64MB'"))
-    # The planner cannot estimate the cleaned order numbers' filter and would nest-loop the
-    # lookups (quadratic); every join here is a hash join on a small table.
+    # The planner cannot estimate the cleaned values' filters and would nest-loop the lookups
+    # (quadratic); every join here is a hash join on a small table.
     db.execute(text("SET LOCAL enable_nestloop = off"))
-    rejects: list[dict[str, Any]] = []
+    db.execute(text(f"TRUNCATE {st.normalised}"))
+    db.execute(text(_normalise_sql(st)), params)
+    odd = list(db.scalars(text(f"SELECT line FROM {st.normalised} WHERE NOT ok ORDER BY line")))
+    rejects: list[Reject] = []
     rescued: list[Record] = []
-    bad_rows = db.execute(text(_rows_sql(st, good=False)), params).yield_per(5000)
-    for line, *cells in bad_rows:
-        try:
-            rescued.append(st.layout.parse(line, [c or "" for c in cells]))
-        except Bad as bad:
-            rejects.append(
-                {
-                    "tenant_id": imp.tenant_id,
-                    "import_id": imp.id,
-                    "line": line,
-                    "column": bad.column[:64],
-                    "reason": bad.reason[:200],
-                }
-            )
-            if len(rejects) >= 5000:
-                db.execute(insert(m.ImportReject), rejects)
-                rejects.clear()
-    if rejects:
-        db.execute(insert(m.ImportReject), rejects)
-    source = _rows_sql(st, good=True)
+    cols = ", ".join(f"c{i}" for i in range(st.layout.width))
+    for start in range(0, len(odd), 5000):
+        lines = odd[start : start + 5000]
+        cells = db.execute(
+            text(f"SELECT line, {cols} FROM {st.table} WHERE line = ANY(:lines) ORDER BY line"),
+            {"lines": lines},
+        )
+        for line, *row in cells:
+            try:
+                rescued.append(st.layout.parse(line, [c or "" for c in row]))
+            except Bad as bad:
+                rejects.append(Reject(line, bad.column, bad.reason))
+    service.add_rejects(db, tenant_id=imp.tenant_id, import_id=imp.id, rejects=rejects)
     if rescued:
-        _keep_rescued(db, st, rescued)
-        source += (
-            f" UNION ALL SELECT {_RESCUED_COLS} FROM {st.rescued} WHERE line BETWEEN :lo AND :hi"
+        # SQL was only unsure (whitespace Python trims): the Python-parsed row takes its place.
+        log.info("orders import: %d row(s) normalised by Python", len(rescued))
+        db.execute(
+            text(f"DELETE FROM {st.normalised} WHERE line = ANY(:lines)"),
+            {"lines": [r.line for r in rescued]},
         )
-    now = clock.now()
-    params |= {"t": imp.tenant_id, "imp": imp.id, "session": imp.session_id, "now": now}
-    inserted, valid = db.execute(
-        text(
-            f"WITH src AS ({source}), "
-            "last AS (SELECT DISTINCT ON (order_no) * FROM src ORDER BY order_no, line DESC), "
-            "counted AS (SELECT count(*) AS n FROM src), "
-            f"up AS (INSERT INTO orders ({', '.join(service.UPSERT_COLUMNS)}) "
-            "SELECT :t, 'taobao', order_no, buyer, paid_fen, least(refund_fen, paid_fen), status, "
-            "ordered_at, paid_at, items, :session, :imp, :now FROM last "
-            f"ON CONFLICT (tenant_id, platform, order_no) DO UPDATE SET {service.UPSERT_SET} "
-            "RETURNING (xmax = 0) AS new) "
-            "SELECT (SELECT count(*) FROM up WHERE new), (SELECT n FROM counted)"
-        ),
-        params,
-    ).one()
-    n_rejected = (hi - lo + 1) - int(valid)
-    if service.any_open_claim(db, tenant_id=imp.tenant_id):
-        claims = list(
-            db.scalars(
-                service.select_claims_touched(tenant_id=imp.tenant_id, import_id=imp.id, at=now)
-            )
-        )
-        service.settle_claims(db, tenant_id=imp.tenant_id, claims=claims)
-    return service.BatchResult(
-        imported=int(inserted), updated=int(valid) - int(inserted), rejected=n_rejected
-    )
-
-
-def _keep_rescued(db: Session, st: Staged, records: list[Record]) -> None:
-    db.execute(
-        text(
-            f"CREATE UNLOGGED TABLE IF NOT EXISTS {st.rescued} (line bigint, order_no text, "
-            "buyer text, paid_fen bigint, refund_fen bigint, status text, ordered_at timestamptz, "
-            "paid_at timestamptz, items text)"
-        )
-    )
-    conn: Any = db.connection().connection.driver_connection
-    with conn.cursor() as cur, cur.copy(f"COPY {st.rescued} ({_RESCUED_COLS}) FROM STDIN") as copy:
-        for r in records:
-            copy.write_row(
-                (
-                    r.line,
-                    r.order_no,
-                    r.buyer,
-                    r.paid_fen,
-                    r.refund_fen,
-                    r.status,
-                    r.ordered_at,
-                    r.paid_at,
-                    r.items,
+        conn: Any = db.connection().connection.driver_connection
+        with (
+            conn.cursor() as cur,
+            cur.copy(f"COPY {st.normalised} ({_NORMALISED_COLS}) FROM STDIN") as copy,
+        ):
+            for r in rescued:
+                copy.write_row(
+                    (
+                        r.line,
+                        r.order_no,
+                        r.buyer,
+                        r.paid_fen,
+                        r.refund_fen,
+                        r.status,
+                        r.ordered_at,
+                        r.paid_at,
+                        r.items,
+                        True,
+                    )
                 )
-            )
+    now = clock.now()
+    inserted, valid = service.upsert_normalised(
+        db, table=st.normalised, lo=lo, hi=hi, imp=imp, now=now
+    )
+    service.after_normalised_upsert(db, imp=imp, at=now)
+    return service.BatchResult(
+        imported=inserted, updated=valid - inserted, rejected=(hi - lo + 1) - valid
+    )
+
+
+_NORMALISED_COLS = (
+    "line, order_no, buyer, paid_fen, refund_fen, status, ordered_at, paid_at, items, ok"
+)
