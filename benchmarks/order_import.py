@@ -9,9 +9,9 @@
 2. Baseline: ``COPY … FROM STDIN (FORMAT csv, HEADER, ENCODING 'GB18030')`` of that file into
    an equivalent table (the file's 16 columns as text) — PostgreSQL's own parser, no checks.
 3. The import: ``siyu.orders.flows.run_import`` on the same file, in a child process (its peak
-   RSS is read from ``getrusage(RUSAGE_CHILDREN)``): detection, decoding, per-row validation
-   and normalisation, batches of 5,000 de-duplicated, COPY into a staging table and one
-   ``INSERT … ON CONFLICT DO UPDATE`` per batch, one commit per batch, claims check per batch.
+   RSS is read from ``getrusage(RUSAGE_CHILDREN)``): detection, then ``orders.staged``: the
+   file COPYed into an unlogged text staging table, validated and normalised in SQL, one
+   ``INSERT … ON CONFLICT DO UPDATE`` and one commit per 250,000 lines, claims settled per chunk.
 
 Prints rows/s of both, the ratio, and the child's peak memory; the target is ≥ 50% of COPY's
 rows/s and < 300 MB (``VERDICT`` line; exit 1 when missed). A fresh database

@@ -392,6 +392,7 @@ class Source:
     rows: Iterator[Record | Reject]
     position: Callable[[], int]  # bytes (CSV) or rows (XLSX) read so far, for progress
     close: Callable[[], None]
+    layout: Layout | None = None  # the header's column map (CSV; the staged path reads it)
 
 
 def sniff_encoding(head: bytes) -> str:
@@ -464,6 +465,7 @@ def open_source(
         rows=_merge(rows()) if chosen == "douyin" else rows(),
         position=lambda: raw.tell() if not raw.closed else size,
         close=raw.close,
+        layout=layout,
     )
 
 

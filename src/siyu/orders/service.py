@@ -206,19 +206,8 @@ def finish_import(db: Session, imp: m.Import, *, status: str, error: str = "") -
     db.flush()
 
 
-@dataclass
-class BatchResult:
-    imported: int
-    updated: int
-    rejected: int
-
-
-def import_batch(
-    db: Session, *, tenant_id: int, import_id: int, items: list[Record | Reject]
-) -> BatchResult:
-    """Upsert one batch of a file's rows and record its rejects; counts add up to its rows."""
-    records = [r for r in items if isinstance(r, Record)]
-    rejects = [r for r in items if isinstance(r, Reject)]
+def add_rejects(db: Session, *, tenant_id: int, import_id: int, rejects: list[Reject]) -> None:
+    """Report rows of an import's file that were not imported (line, column, reason)."""
     if rejects:
         db.execute(
             insert(m.ImportReject),
@@ -233,6 +222,22 @@ def import_batch(
                 for r in rejects
             ],
         )
+
+
+@dataclass
+class BatchResult:
+    imported: int
+    updated: int
+    rejected: int
+
+
+def import_batch(
+    db: Session, *, tenant_id: int, import_id: int, items: list[Record | Reject]
+) -> BatchResult:
+    """Upsert one batch of a file's rows and record its rejects; counts add up to its rows."""
+    records = [r for r in items if isinstance(r, Record)]
+    rejects = [r for r in items if isinstance(r, Reject)]
+    add_rejects(db, tenant_id=tenant_id, import_id=import_id, rejects=rejects)
     rows = sum(1 + r.merged for r in records)
     latest: dict[tuple[str, str], Record] = {}
     for r in records:
@@ -360,15 +365,60 @@ def _upsert(db: Session, *, tenant_id: int, import_id: int, records: Iterable[Re
 _OPEN_CLAIMS = (m.PENDING, m.CREDITED, m.REVERSED)
 
 
+def upsert_normalised(
+    db: Session, *, table: str, lo: int, hi: int, imp: m.Import, now: dt.datetime
+) -> tuple[int, int]:
+    """Upsert an import's normalised rows (PostgreSQL; ``orders.staged``): ``table`` holds
+    (line, order_no, buyer, paid_fen, refund_fen, status, ordered_at, paid_at, items, ok);
+    the ``ok`` rows of lines [lo, hi] are written, the last line per order number winning.
+    Returns (new orders, rows written including the superseded duplicates)."""
+    new, valid = db.execute(
+        text(
+            f"WITH src AS (SELECT * FROM {table} WHERE ok AND line BETWEEN :lo AND :hi), "
+            "last AS (SELECT DISTINCT ON (order_no) * FROM src ORDER BY order_no, line DESC), "
+            f"up AS (INSERT INTO orders ({', '.join(_COLUMNS)}) "
+            "SELECT :t, 'taobao', order_no, buyer, paid_fen, least(refund_fen, paid_fen), status, "
+            "ordered_at, paid_at, items, :session, :imp, :now FROM last "
+            f"ON CONFLICT (tenant_id, platform, order_no) DO UPDATE SET {_UPDATE_SET} "
+            "RETURNING (xmax = 0) AS new) "
+            "SELECT (SELECT count(*) FROM up WHERE new), (SELECT count(*) FROM src)"
+        ),
+        {
+            "lo": lo,
+            "hi": hi,
+            "t": imp.tenant_id,
+            "imp": imp.id,
+            "session": imp.session_id,
+            "now": now,
+        },
+    ).one()
+    return int(new), int(valid)
+
+
+def after_normalised_upsert(db: Session, *, imp: m.Import, at: dt.datetime) -> None:
+    """``_after_import`` for ``upsert_normalised``: settle the touched orders' open claims."""
+    if any_open_claim(db, tenant_id=imp.tenant_id):
+        claims = list(
+            db.scalars(select_claims_touched(tenant_id=imp.tenant_id, import_id=imp.id, at=at))
+        )
+        settle_claims(db, tenant_id=imp.tenant_id, claims=claims)
+
+
+def any_open_claim(db: Session, *, tenant_id: int) -> bool:
+    return (
+        db.scalar(
+            select(m.Claim.id)
+            .where(m.Claim.tenant_id == tenant_id, m.Claim.status.in_(_OPEN_CLAIMS))
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def _after_import(db: Session, *, tenant_id: int, keys: list[tuple[str, str]]) -> None:
     """Match the batch's pending claims; claw back refunds of its credited orders."""
-    any_open = db.scalar(
-        select(m.Claim.id)
-        .where(m.Claim.tenant_id == tenant_id, m.Claim.status.in_(_OPEN_CLAIMS))
-        .limit(1)
-    )
-    if any_open is None:  # a tenant's first imports, and the benchmark: nothing to match
-        return
+    if not any_open_claim(db, tenant_id=tenant_id):
+        return  # a tenant's first imports, and the benchmark: nothing to match
     claims: list[m.Claim] = []
     if db.get_bind().dialect.name == "postgresql":  # join the batch still in staging
         claims = list(
@@ -403,6 +453,34 @@ def _after_import(db: Session, *, tenant_id: int, keys: list[tuple[str, str]]) -
                 )
                 .order_by(m.Claim.id)
             ).all()
+    settle_claims(db, tenant_id=tenant_id, claims=claims)
+
+
+def select_claims_touched(*, tenant_id: int, import_id: int, at: dt.datetime) -> Any:
+    """Open claims of the orders an import's upsert wrote at ``at`` (its ``updated_at``)."""
+    return (
+        select(m.Claim)
+        .join(
+            m.Order,
+            and_(
+                m.Order.tenant_id == m.Claim.tenant_id,
+                m.Order.platform == m.Claim.platform,
+                m.Order.order_no == m.Claim.order_no,
+            ),
+        )
+        .where(
+            m.Claim.tenant_id == tenant_id,
+            m.Claim.status.in_(_OPEN_CLAIMS),
+            m.Order.import_id == import_id,
+            m.Order.updated_at == at,
+        )
+        .order_by(m.Claim.id)
+    )
+
+
+def settle_claims(db: Session, *, tenant_id: int, claims: list[m.Claim]) -> None:
+    """After an upsert of their orders: decide pending claims, claw back refunds of credited
+    ones. ``claims`` are open claims of just-imported orders, in id order."""
     if not claims:
         return
     db.expire_all()  # the upsert wrote orders behind the session's back

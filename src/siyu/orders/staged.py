@@ -1,0 +1,412 @@
+"""The PostgreSQL path of a Taobao import: PostgreSQL parses the file, SQL normalises it.
+
+``flows.run_import`` tries this first for a Taobao CSV on PostgreSQL; ``Refused`` sends the
+file down the Python path (``readers`` + ``service.import_batch``) from the start, with nothing
+written yet, so behaviour is the same either way:
+
+1. Stage: the file's bytes (GB18030 decoded by Python's own codec and re-encoded as UTF-8, so
+   both paths accept the same bytes) go by ``COPY … (FORMAT csv)`` into an UNLOGGED text table
+   with a line-number column, in pieces of whole lines, one transaction each (progress).
+   Each piece must first match ``_CSV`` in full: lines of fields either plain (no ``"``, CR
+   or LF) or quoted with doubled inner quotes, each line ending in CRLF or LF. There Python's
+   ``csv`` and PostgreSQL's CSV parser read the same cells; a bare ``="1"`` (Python keeps the
+   quotes, PostgreSQL drops them), text after a closing quote, quoted newlines and bare CRs
+   are refused. So are pieces COPY refuses (short or long rows, NUL) and files whose
+   physical lines are not rows + 1 (blank lines: line numbers would drift).
+2. Cells with few distinct values (statuses, amounts, times) are parsed once each by the very
+   functions the Python path calls (``TAOBAO_STATUS``, ``readers.money_fen``,
+   ``Layout.times``) into a lookup table: good values and bad values apart.
+3. Chunks of ``CHUNK`` lines: one scan normalises the chunk into a narrow table (each text
+   cell cleaned once, only the needed columns) with an ``ok`` flag. ``ok`` is conservative:
+   besides bad lookup values and bad order numbers / buyers, a cell with whitespace other than
+   ASCII spaces at an end is left to Python (``btrim`` trims spaces, ``str.strip`` more). The
+   rows not ``ok`` are parsed by ``Taobao.parse`` itself: a reject with its column and reason,
+   or a Record that takes the row's place (a buyer padded with a full-width space). Then
+   ``service.upsert_normalised`` writes the ``ok`` rows (the last line per order wins) and
+   claims are settled.
+
+Writes: this module writes only its own staging tables; the orders tables are written by
+``service`` (``add_rejects``, ``upsert_normalised``, ``after_normalised_upsert``,
+``count_batch``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from siyu.core import clock
+from siyu.core.db import unit_of_work
+from siyu.orders import models as m
+from siyu.orders import service
+from siyu.orders.readers import TAOBAO_STATUS, Bad, Record, Reject, Taobao, clean, money_fen
+
+log = logging.getLogger("siyu.orders")
+CHUNK = 250_000  # lines per upsert transaction
+PIECE = 16 << 20  # bytes per staging COPY transaction
+# ``str.strip()`` removes these; SQL's btrim must remove the same.
+WHITESPACE = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+# CSV both parsers read alike: plain fields (no quote, CR or LF) or quoted ones with doubled
+# inner quotes (no CR or LF inside); lines end in CRLF or LF (or the file). Possessive, so
+# linear without backtracking: one ``fullmatch`` per piece, in C.
+_FIELD = rb'(?:"[^"\r\n]*+(?:""[^"\r\n]*+)*+"|[^",\r\n]*+)'
+_CSV = re.compile(rb"(?:" + _FIELD + rb"(?:," + _FIELD + rb")*+(?:\r?\n|\Z))*+")
+_STATUS, _MONEY, _TIME = 1, 2, 3
+
+
+class Refused(Exception):  # noqa: N818 - a reason to take the Python path, not an error
+    pass
+
+
+def applies(db: Session, *, fmt: str, encoding: str, layout: object) -> bool:
+    return (
+        db.get_bind().dialect.name == "postgresql"
+        and fmt == "taobao"
+        and isinstance(layout, Taobao)
+        and encoding in ("gb18030", "utf-8")
+    )
+
+
+@dataclass
+class Staged:
+    table: str
+    layout: Taobao
+    rows: int  # data rows, lines 2 … rows + 1
+
+    @property
+    def lookup(self) -> str:
+        return f"{self.table}_v"
+
+    @property
+    def normalised(self) -> str:
+        return f"{self.table}_n"
+
+
+def run(
+    import_id: int,
+    path: Path,
+    *,
+    layout: Taobao,
+    encoding: str,
+    size: int,
+    progress: Callable[[m.Import], None] | None,
+) -> None:
+    """Import the file through staging; raises Refused before anything is written to orders."""
+    table = f"orders_stage_{import_id}"
+    try:
+        _drop(table)
+        rows = _stage(table, path, layout=layout, encoding=encoding, import_id=import_id, size=size)
+        st = Staged(table, layout, rows)
+        _build_lookup(st)
+        with unit_of_work() as db:
+            db.execute(
+                text(
+                    f"CREATE UNLOGGED TABLE {st.normalised} (line bigint, order_no text, "
+                    "buyer text, paid_fen bigint, refund_fen bigint, status text, "
+                    "ordered_at timestamptz, paid_at timestamptz, items text, ok boolean)"
+                )
+            )
+        done = 0
+        while done < rows:
+            lo, hi = done + 2, min(done + CHUNK, rows) + 1
+            with unit_of_work() as db:
+                imp = db.get(m.Import, import_id)
+                assert imp is not None
+                res = _chunk(db, st, imp, lo, hi)
+                done = hi - 1
+                # The first half of the bar was the staging COPY.
+                position = size // 2 + size * done // max(rows, 1) // 2
+                service.count_batch(db, imp, res, position=min(position, size))
+            if progress is not None:
+                progress(imp)
+    finally:
+        _drop(table)
+
+
+def _drop(table: str) -> None:
+    with unit_of_work() as db:
+        for t in (table, f"{table}_v", f"{table}_n"):
+            db.execute(text(f"DROP TABLE IF EXISTS {t}"))
+
+
+# --- 1. staging -------------------------------------------------------------------------------
+
+
+def _pieces(path: Path, encoding: str) -> Iterator[tuple[bytes, int]]:
+    """The file as UTF-8 in pieces of whole lines, with the bytes read so far."""
+    decoder = codecs.getincrementaldecoder("gb18030")("strict") if encoding == "gb18030" else None
+    carry = b""
+    read = 0
+    with path.open("rb") as f:
+        while True:
+            parts = [carry]
+            got = len(carry)
+            eof = False
+            while got < PIECE:
+                chunk = f.read(1 << 20)
+                read += len(chunk)
+                if not chunk:
+                    eof = True
+                    break
+                try:
+                    data = decoder.decode(chunk).encode() if decoder else chunk
+                except UnicodeDecodeError:
+                    raise Refused("undecodable bytes") from None
+                parts.append(data)
+                got += len(data)
+            blob = b"".join(parts)
+            if eof:
+                if decoder is not None:
+                    try:
+                        blob += decoder.decode(b"", final=True).encode()
+                    except UnicodeDecodeError:
+                        raise Refused("undecodable bytes") from None
+                if blob:
+                    yield blob, read
+                return
+            cut = blob.rfind(b"\n") + 1
+            if cut == 0:
+                carry = blob
+                continue
+            carry = blob[cut:]
+            yield blob[:cut], read
+
+
+def _stage(
+    table: str, path: Path, *, layout: Taobao, encoding: str, import_id: int, size: int
+) -> int:
+    cols = [f"c{i}" for i in range(layout.width)]
+    with unit_of_work() as db:
+        db.execute(
+            text(
+                f"CREATE UNLOGGED TABLE {table} ({', '.join(c + ' text' for c in cols)}, "
+                # No sequence cache: the pieces may come through different pooled connections, and a
+                # cache per connection would leave gaps in the line numbers.
+                "line bigint GENERATED ALWAYS AS IDENTITY (START WITH 2))"
+            )
+        )
+    lines = rows = 0
+    last = b""
+    first = True
+    for blob, read in _pieces(path, encoding):
+        if _CSV.fullmatch(blob) is None:
+            raise Refused("not plain CSV (a quote inside an unquoted field, a CR, a newline)")
+        lines += blob.count(b"\n")
+        last = blob[-1:]
+        try:
+            with unit_of_work() as db:
+                raw: Any = db.connection().connection.driver_connection
+                with raw.cursor() as cur:
+                    with cur.copy(
+                        f"COPY {table} ({', '.join(cols)}) FROM STDIN "
+                        f"(FORMAT csv, HEADER {'true' if first else 'false'}, ENCODING 'UTF8')"
+                    ) as copy:
+                        copy.write(blob)
+                    rows += cur.rowcount
+                imp = db.get(m.Import, import_id)
+                assert imp is not None
+                imp.bytes_read = min(read, size) // 2
+        except psycopg.Error as err:
+            raise Refused(f"COPY refused the file: {err}") from None
+        first = False
+    physical = lines + (1 if last and last != b"\n" else 0)
+    if rows != physical - 1:
+        raise Refused("rows span lines (quoted newlines or blank lines)")
+    with unit_of_work() as db:
+        db.execute(text(f"CREATE INDEX ON {table} USING brin (line)"))
+        db.execute(text(f"ANALYZE {table}"))
+    return rows
+
+
+# --- 2. lookups -------------------------------------------------------------------------------
+
+
+def _cell(i: int | None) -> str:
+    return f"coalesce(s.c{i}, '')" if i is not None else "''"
+
+
+def _kinds(layout: Taobao) -> list[tuple[int, int]]:
+    """(kind, column) of the cells parsed once per distinct value."""
+    out = [(_STATUS, layout.i_status), (_MONEY, layout.i_paid)]
+    if layout.i_refund:  # Taobao.parse reads 退款金额 only at a truthy position
+        out.append((_MONEY, layout.i_refund))
+    for i in (layout.i_created, layout.i_paid_at):
+        if i is not None:
+            out.append((_TIME, i))
+    return out
+
+
+def _build_lookup(st: Staged) -> None:
+    layout = st.layout
+    values = ", ".join(f"({k}, {_cell(i)})" for k, i in _kinds(layout))
+    with unit_of_work() as db:
+        db.execute(
+            text(
+                f"CREATE UNLOGGED TABLE {st.lookup} (kind smallint, raw text, ok boolean, "
+                "status text, fen bigint, at timestamptz)"
+            )
+        )
+        conn: Any = db.connection().connection.driver_connection
+        distinct = db.execute(
+            text(
+                f"SELECT DISTINCT v.kind, v.raw FROM {st.table} s, "
+                f"LATERAL (VALUES {values}) v(kind, raw)"
+            )
+        ).all()
+        with (
+            conn.cursor() as cur,
+            cur.copy(f"COPY {st.lookup} (kind, raw, ok, status, fen, at) FROM STDIN") as copy,
+        ):
+            for kind, raw in distinct:
+                copy.write_row((kind, raw, *_parse_value(layout, kind, raw)))
+        db.execute(text(f"ANALYZE {st.lookup}"))
+
+
+def _parse_value(
+    layout: Taobao, kind: int, raw: str
+) -> tuple[bool, str | None, int | None, dt.datetime | None]:
+    """One distinct cell, parsed as Taobao.parse parses it (ok, status, fen, at)."""
+    try:
+        if kind == _STATUS:
+            status = TAOBAO_STATUS.get(clean(raw).replace(",", "，"))
+            return status is not None, status, None, None
+        if kind == _MONEY:
+            return True, None, money_fen(clean(raw), ""), None
+        return True, None, None, layout.times(raw, "")
+    except Bad:
+        return False, None, None, None
+
+
+# --- 3. chunks --------------------------------------------------------------------------------
+
+
+def _ends_ws(x: str) -> str:
+    """SQL: ``x`` is not empty and starts or ends with a character Python calls whitespace."""
+    return f"({x} <> '' AND (strpos(:ws, left({x}, 1)) > 0 OR strpos(:ws, right({x}, 1)) > 0))"
+
+
+def _clean_sql(y: str) -> str:
+    """``readers.clean`` in SQL of ``y``, a cell with its ASCII spaces trimmed. Equal to
+    Python's unless ``_ends_ws`` of ``y`` or of the result (``str.strip`` trims more)."""
+    return (
+        f"CASE WHEN left({y}, 2) = '=\"' AND right({y}, 1) = '\"' "
+        f"THEN btrim(substr({y}, 3, greatest(length({y}) - 3, 0)), ' ') "
+        f"WHEN left({y}, 1) = '''' THEN substr({y}, 2) ELSE {y} END"
+    )
+
+
+def _normalise_sql(st: Staged) -> str:
+    """One scan of lines [:lo, :hi] into the chunk table: cleaned values and ``ok``.
+    Nested ``OFFSET 0`` subqueries keep PostgreSQL from inlining (and recomputing) a cell."""
+    layout = st.layout
+    text_cells = {"no": layout.i_no, "buyer": layout.i_buyer, "title": layout.i_title}
+    kinds = _kinds(layout)
+    carried = sorted({i for _, i in kinds})
+    trimmed = ", ".join(
+        f"btrim({_cell(i)}, ' ') AS y_{n}" if i is not None else f"'' AS y_{n}"
+        for n, i in text_cells.items()
+    )
+    raw = ", ".join(f"{_cell(i)} AS c{i}" for i in carried)
+    cleaned = ", ".join(f"{_clean_sql(f'y_{n}')} AS {n}" for n in text_cells)
+    joins, alias = [], {}
+    for n, (k, i) in enumerate(kinds):
+        a = f"v{n}"
+        alias[i] = a
+        joins.append(f"JOIN {st.lookup} {a} ON {a}.kind = {k} AND {a}.raw = s.c{i}")
+    refund = f"{alias[layout.i_refund]}.fen" if layout.i_refund else "0"
+    created = f"{alias[layout.i_created]}.at" if layout.i_created is not None else "NULL"
+    paid_at = f"{alias[layout.i_paid_at]}.at" if layout.i_paid_at is not None else "NULL"
+    ok = " AND ".join(
+        [
+            "s.no ~ '^[0-9A-Za-z_-]{1,64}$'",
+            "s.buyer <> ''",
+            "char_length(s.buyer) <= 64",
+            *(f"NOT {_ends_ws(f's.y_{n}')} AND NOT {_ends_ws(f's.{n}')}" for n in text_cells),
+            *(f"{a}.ok" for a in alias.values()),
+        ]
+    )
+    return (
+        f"INSERT INTO {st.normalised} (line, order_no, buyer, paid_fen, refund_fen, status, "
+        "ordered_at, paid_at, items, ok) "
+        f"SELECT s.line, left(s.no, 64), left(s.buyer, 64), {alias[layout.i_paid]}.fen, "
+        f"{refund}, {alias[layout.i_status]}.status, {created}, {paid_at}, left(s.title, 500), "
+        f"{ok} FROM (SELECT t.*, {cleaned} FROM (SELECT s.line, {raw}, {trimmed} "
+        f"FROM {st.table} s WHERE s.line BETWEEN :lo AND :hi OFFSET 0) t OFFSET 0) s "
+        f"{' '.join(joins)}"
+    )
+
+
+def _chunk(db: Session, st: Staged, imp: m.Import, lo: int, hi: int) -> service.BatchResult:
+    params: dict[str, Any] = {"lo": lo, "hi": hi, "ws": WHITESPACE}
+    db.execute(text("SET LOCAL work_mem = '64MB'"))
+    # The planner cannot estimate the cleaned values' filters and would nest-loop the lookups
+    # (quadratic); every join here is a hash join on a small table.
+    db.execute(text("SET LOCAL enable_nestloop = off"))
+    db.execute(text(f"TRUNCATE {st.normalised}"))
+    db.execute(text(_normalise_sql(st)), params)
+    odd = list(db.scalars(text(f"SELECT line FROM {st.normalised} WHERE NOT ok ORDER BY line")))
+    rejects: list[Reject] = []
+    rescued: list[Record] = []
+    cols = ", ".join(f"c{i}" for i in range(st.layout.width))
+    for start in range(0, len(odd), 5000):
+        lines = odd[start : start + 5000]
+        cells = db.execute(
+            text(f"SELECT line, {cols} FROM {st.table} WHERE line = ANY(:lines) ORDER BY line"),
+            {"lines": lines},
+        )
+        for line, *row in cells:
+            try:
+                rescued.append(st.layout.parse(line, [c or "" for c in row]))
+            except Bad as bad:
+                rejects.append(Reject(line, bad.column, bad.reason))
+    service.add_rejects(db, tenant_id=imp.tenant_id, import_id=imp.id, rejects=rejects)
+    if rescued:
+        # SQL was only unsure (whitespace Python trims): the Python-parsed row takes its place.
+        log.info("orders import: %d row(s) normalised by Python", len(rescued))
+        db.execute(
+            text(f"DELETE FROM {st.normalised} WHERE line = ANY(:lines)"),
+            {"lines": [r.line for r in rescued]},
+        )
+        conn: Any = db.connection().connection.driver_connection
+        with (
+            conn.cursor() as cur,
+            cur.copy(f"COPY {st.normalised} ({_NORMALISED_COLS}) FROM STDIN") as copy,
+        ):
+            for r in rescued:
+                copy.write_row(
+                    (
+                        r.line,
+                        r.order_no,
+                        r.buyer,
+                        r.paid_fen,
+                        r.refund_fen,
+                        r.status,
+                        r.ordered_at,
+                        r.paid_at,
+                        r.items,
+                        True,
+                    )
+                )
+    now = clock.now()
+    inserted, valid = service.upsert_normalised(
+        db, table=st.normalised, lo=lo, hi=hi, imp=imp, now=now
+    )
+    service.after_normalised_upsert(db, imp=imp, at=now)
+    return service.BatchResult(
+        imported=inserted, updated=valid - inserted, rejected=(hi - lo + 1) - valid
+    )
+
+
+_NORMALISED_COLS = (
+    "line, order_no, buyer, paid_fen, refund_fen, status, ordered_at, paid_at, items, ok"
+)
