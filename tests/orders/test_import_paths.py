@@ -122,30 +122,32 @@ def test_staged_and_python_paths_give_the_same_orders_and_report(db, tmp_path, n
 
 
 def test_staged_path_is_taken_for_a_clean_taobao_file(db, tmp_path, caplog):
-    if db.get_bind().dialect.name != "postgresql":
-        pytest.skip("the staged path is PostgreSQL's")
+    on_postgresql = db.get_bind().dialect.name == "postgresql"  # SQLite: always Python
     with caplog.at_level(logging.INFO, logger="siyu.orders"):
         counts, _orders, rejects = _import(
             db, taobao_csv(QUIRKY), tmp_path, staging=True, name="c.csv"
         )
     assert "Python path" not in caplog.text
+    assert ("took the staged COPY path" in caplog.text) == on_postgresql
     assert counts[0] == "done"
     assert rejects
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="siyu.orders"):
         _import(db, FILES['bare ="…" cells'], tmp_path, staging=True, name="d.csv")
-    assert "takes the Python path: not plain CSV" in caplog.text
+    assert ("takes the Python path: not plain CSV" in caplog.text) == on_postgresql
+    assert "took the staged COPY path" not in caplog.text
 
 
 @pytest.mark.parametrize(
     "name", ["CRLF, minimal quoting, empty last cells", "comma and quote in a title"]
 )
 def test_staged_path_is_taken_for_plain_csv(db, tmp_path, caplog, name):
-    if db.get_bind().dialect.name != "postgresql":
-        pytest.skip("the staged path is PostgreSQL's")
+    on_postgresql = db.get_bind().dialect.name == "postgresql"  # SQLite: always Python
     assert FILES[name].endswith(b",\r\n") or name != "CRLF, minimal quoting, empty last cells"
     with caplog.at_level(logging.INFO, logger="siyu.orders"):
         counts, _orders, _rejects = _import(db, FILES[name], tmp_path, staging=True, name="e.csv")
     assert "Python path" not in caplog.text
+    assert ("took the staged COPY path" in caplog.text) == on_postgresql
     assert counts[0] == "done"
 
 
@@ -153,8 +155,7 @@ def test_rows_sql_is_unsure_of_are_parsed_by_python_and_imported(db, tmp_path, c
     """A buyer padded with full-width spaces: SQL trims ASCII spaces only, so it hands the row
     to ``Taobao.parse``, which accepts it; the order is imported with the trimmed name, and a
     later line of the same order number still wins over it."""
-    if db.get_bind().dialect.name != "postgresql":
-        pytest.skip("the staged path is PostgreSQL's")
+    on_postgresql = db.get_bind().dialect.name == "postgresql"  # SQLite: always Python
     rows = [
         TbRow("5101", "\u3000tb_宽\u3000", "10"),
         TbRow("5102", "tb_窄", "20"),
@@ -165,7 +166,7 @@ def test_rows_sql_is_unsure_of_are_parsed_by_python_and_imported(db, tmp_path, c
     with caplog.at_level(logging.INFO, logger="siyu.orders"):
         counts, orders, rejects = _import(db, _minimal(rows), tmp_path, staging=True, name="f.csv")
     assert "Python path" not in caplog.text
-    assert "3 row(s) normalised by Python" in caplog.text
+    assert ("3 row(s) normalised by Python" in caplog.text) == on_postgresql
     assert rejects == []
     assert counts[1:5] == (5, 3, 2, 0)
     assert {no: (o[0], o[1]) for no, o in orders.items()} == {

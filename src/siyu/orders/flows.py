@@ -69,6 +69,7 @@ def run_import(
                     size=source.size,
                     progress=progress,
                 )
+                log.info("orders import %s took the staged COPY path", import_id)
                 return _finish(import_id, m.DONE, "")
             except staged.Refused as why:
                 log.info("orders import takes the Python path: %s", why)
