@@ -468,14 +468,6 @@ def redeem(
             idempotency_key=f"mall:{idempotency_key}",
             actor=ledger.Actor.member(member_id),
         )
-        taken = db.execute(
-            update(m.Item)
-            .where(m.Item.id == item.id, m.Item.stock >= quantity)
-            .values(stock=m.Item.stock - quantity)
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
-        if not taken:
-            raise OutOfStock(title=item.title)
         order = m.Order(
             tenant_id=tenant_id,
             member_id=member_id,
@@ -499,6 +491,16 @@ def redeem(
         )
         db.add(order)
         db.flush()
+        # The stock last: its row is the one every buyer of the item waits for, so it stays
+        # locked only from here to COMMIT (which the endpoint's thread sends right after).
+        taken = db.execute(
+            update(m.Item)
+            .where(m.Item.id == item.id, m.Item.stock >= quantity)
+            .values(stock=m.Item.stock - quantity)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        if not taken:
+            raise OutOfStock(title=item.title)
         if item.kind == m.COUPON:
             order.coupon_code = _give_code(db, item, order)
             db.flush()
