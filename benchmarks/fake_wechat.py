@@ -18,6 +18,7 @@ client's CPU per request is of the same order as the server's).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -340,3 +341,20 @@ if __name__ == "__main__":
     else:
         os.environ.setdefault("PYTHONUNBUFFERED", "1")
         serve_fake(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+
+
+def add_fake_and_server_args(parser: argparse.ArgumentParser) -> None:
+    """The options fanout.py and onsale.py share: the fake's processes and ceiling clients,
+    and the PostgreSQL and Redis to run against."""
+    parser.add_argument("--ceiling-requests", type=int, default=20_000)
+    parser.add_argument("--ceiling-clients", type=int, default=2, help="ceiling client processes")
+    parser.add_argument("--fakes", type=int, default=2, help="fake server processes")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "SIYU_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("SIYU_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )

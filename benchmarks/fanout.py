@@ -43,7 +43,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fakes
 
-from fake_wechat import CpuMeter, Fake, ceiling, start_fake  # noqa: E402
+from fake_wechat import (  # noqa: E402
+    CpuMeter,
+    Fake,
+    add_fake_and_server_args,
+    ceiling,
+    start_fake,
+)
 
 # --- one backend ------------------------------------------------------------------------------
 
@@ -252,18 +258,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="PostgreSQL worker processes")
     parser.add_argument("--pg-threads", type=int, default=4)
     parser.add_argument("--sqlite-threads", type=int, default=2)
-    parser.add_argument("--ceiling-requests", type=int, default=20_000)
-    parser.add_argument("--ceiling-clients", type=int, default=2, help="ceiling client processes")
-    parser.add_argument("--fakes", type=int, default=2, help="fake server processes")
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get(
-            "SIYU_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("SIYU_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
+    add_fake_and_server_args(parser)
     args = parser.parse_args()
     if args.child:
         # One backend per process: settings and the job queue are fixed at import.
