@@ -358,3 +358,44 @@ def add_fake_and_server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis-url", default=os.environ.get("SIYU_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
+
+
+def insert_consenting_members(
+    db: Any, *, tenant_id: int, start: int, n: int, template_key: str, now: Any
+) -> list[int]:
+    """Bulk-insert ``n`` members (openids ``o-bench-<start + i>``), each holding one subscribe
+    consent for ``template_key``; their ids. Imported late: the callers fix their settings
+    (database, queue) before anything of siyu is imported."""
+    from sqlalchemy import insert
+
+    from siyu.members.models import Member
+    from siyu.messaging.models import Consent
+
+    ids = db.scalars(
+        insert(Member).returning(Member.id),
+        [
+            {
+                "tenant_id": tenant_id,
+                "openid": f"o-bench-{start + i}",
+                "nickname": f"粉丝{start + i}",
+                "avatar_url": "",
+                "source_channel": "bench",
+                "joined_at": now,
+            }
+            for i in range(n)
+        ],
+    ).all()
+    db.execute(
+        insert(Consent),
+        [
+            {
+                "tenant_id": tenant_id,
+                "member_id": mid,
+                "template_key": template_key,
+                "remaining": 1,
+                "updated_at": now,
+            }
+            for mid in ids
+        ],
+    )
+    return list(ids)

@@ -48,6 +48,7 @@ from fake_wechat import (  # noqa: E402
     Fake,
     add_fake_and_server_args,
     ceiling,
+    insert_consenting_members,
     start_fake,
 )
 
@@ -56,14 +57,11 @@ from fake_wechat import (  # noqa: E402
 
 def seed(members: int) -> tuple[int, int]:
     """A tenant with ``members`` members, each with one consent; returns (tenant id, n)."""
-    from sqlalchemy import insert
     from tests.fakes.weixin import APPID, SECRET
 
     from siyu.core import clock
     from siyu.core.db import unit_of_work
-    from siyu.members.models import Member
     from siyu.messaging import service
-    from siyu.messaging.models import Consent
     from siyu.tenants import service as tenants
 
     with unit_of_work() as db:
@@ -92,32 +90,8 @@ def seed(members: int) -> tuple[int, int]:
     for start in range(0, members, step):
         n = min(step, members - start)
         with unit_of_work() as db:
-            ids = db.scalars(
-                insert(Member).returning(Member.id),
-                [
-                    {
-                        "tenant_id": tid,
-                        "openid": f"o-bench-{start + i}",
-                        "nickname": f"粉丝{start + i}",
-                        "avatar_url": "",
-                        "source_channel": "bench",
-                        "joined_at": now,
-                    }
-                    for i in range(n)
-                ],
-            ).all()
-            db.execute(
-                insert(Consent),
-                [
-                    {
-                        "tenant_id": tid,
-                        "member_id": mid,
-                        "template_key": "TPL-bench",
-                        "remaining": 1,
-                        "updated_at": now,
-                    }
-                    for mid in ids
-                ],
+            insert_consenting_members(
+                db, tenant_id=tid, start=start, n=n, template_key="TPL-bench", now=now
             )
     return tid, members
 

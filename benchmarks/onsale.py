@@ -45,6 +45,7 @@ from fake_wechat import (  # noqa: E402
     Fake,
     add_fake_and_server_args,
     ceiling,
+    insert_consenting_members,
     start_fake,
 )
 
@@ -63,8 +64,6 @@ def seed(reservers: int) -> tuple[int, int, int]:
     from siyu.live import reminders
     from siyu.live import service as live
     from siyu.live.models import WAITING, Reservation
-    from siyu.members.models import Member
-    from siyu.messaging.models import Consent
     from siyu.tenants import service as tenants
 
     now = clock.now()
@@ -98,32 +97,8 @@ def seed(reservers: int) -> tuple[int, int, int]:
     for start in range(0, reservers, step):
         n = min(step, reservers - start)
         with unit_of_work() as db:
-            ids = db.scalars(
-                insert(Member).returning(Member.id),
-                [
-                    {
-                        "tenant_id": tid,
-                        "openid": f"o-bench-{start + i}",
-                        "nickname": f"粉丝{start + i}",
-                        "avatar_url": "",
-                        "source_channel": "bench",
-                        "joined_at": now,
-                    }
-                    for i in range(n)
-                ],
-            ).all()
-            db.execute(
-                insert(Consent),
-                [
-                    {
-                        "tenant_id": tid,
-                        "member_id": mid,
-                        "template_key": template_id,
-                        "remaining": 1,
-                        "updated_at": now,
-                    }
-                    for mid in ids
-                ],
+            ids = insert_consenting_members(
+                db, tenant_id=tid, start=start, n=n, template_key=template_id, now=now
             )
             db.execute(
                 insert(Reservation),
