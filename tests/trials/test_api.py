@@ -253,18 +253,23 @@ def test_other_tenants_trials_are_not_found(client, db, shop, clock):
     )
 
 
-def test_refunds_beyond_one_batch_finish_in_the_job(db, clock, monkeypatch):
-    tenant = make_tenant(db)
-    trial = trials.create_trial(
+def one_slot_trial(db, tenant, clock, title, closes=dt.timedelta(minutes=30), **kw):
+    """A one-slot trial open since an hour ago, closing in ``closes``, reports due in 3 days."""
+    return trials.create_trial(
         db,
         tenant_id=tenant.id,
-        title="大批量",
+        title=title,
         slots=1,
         apply_from=clock.now - dt.timedelta(hours=1),
-        apply_until=clock.now + dt.timedelta(hours=1),
+        apply_until=clock.now + closes,
         report_deadline=clock.now + dt.timedelta(days=3),
-        points_cost=5,
+        **kw,
     )
+
+
+def test_refunds_beyond_one_batch_finish_in_the_job(db, clock, monkeypatch):
+    tenant = make_tenant(db)
+    trial = one_slot_trial(db, tenant, clock, "大批量", closes=dt.timedelta(hours=1), points_cost=5)
     people = []
     for _ in range(7):
         member, address = applicant(db, tenant, points=5)
@@ -296,23 +301,12 @@ def test_the_periodic_job_draws_server_seeded_trials_once_their_window_closes(db
 
     tenant = make_tenant(db)
     member, address = applicant(db, tenant)
-    closing = trials.create_trial(
+    closing = one_slot_trial(db, tenant, clock, "自动开奖")
+    committed_by_operator = one_slot_trial(
         db,
-        tenant_id=tenant.id,
-        title="自动开奖",
-        slots=1,
-        apply_from=clock.now - dt.timedelta(hours=1),
-        apply_until=clock.now + dt.timedelta(minutes=30),
-        report_deadline=clock.now + dt.timedelta(days=3),
-    )
-    committed_by_operator = trials.create_trial(
-        db,
-        tenant_id=tenant.id,
-        title="运营自带种子",
-        slots=1,
-        apply_from=clock.now - dt.timedelta(hours=1),
-        apply_until=clock.now + dt.timedelta(minutes=30),
-        report_deadline=clock.now + dt.timedelta(days=3),
+        tenant,
+        clock,
+        "运营自带种子",
         commitment=hashlib.sha256(bytes.fromhex(SEED)).hexdigest(),
     )
     trials.apply(
@@ -334,15 +328,7 @@ def test_the_periodic_job_draws_server_seeded_trials_once_their_window_closes(db
 def test_winners_are_told_once_and_losers_are_not(db, clock):
     tenant = make_tenant(db)
     people = [applicant(db, tenant) for _ in range(3)]
-    trial = trials.create_trial(
-        db,
-        tenant_id=tenant.id,
-        title="面霜试用",
-        slots=1,
-        apply_from=clock.now - dt.timedelta(hours=1),
-        apply_until=clock.now + dt.timedelta(minutes=30),
-        report_deadline=clock.now + dt.timedelta(days=3),
-    )
+    trial = one_slot_trial(db, tenant, clock, "面霜试用")
     for member, address in people:
         trials.apply(
             db, tenant_id=tenant.id, trial_id=trial.id, member_id=member.id, address_id=address.id
