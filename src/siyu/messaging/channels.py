@@ -268,7 +268,12 @@ class Sender:
                 external_id = await self._dispatch(job, creds)
             except ChannelError as err:
                 return self._failure(job, err)
-        return Outcome(job.delivery_id, SENT, external_id=external_id)
+        return Outcome(
+            job.delivery_id,
+            SENT,
+            external_id=external_id,
+            awaits_owner=job.channel == GROUP_MASS and bool(external_id),
+        )
 
     def _failure(self, job: Job, err: ChannelError) -> Outcome:
         if err.code == "43101" and job.after_interruption:

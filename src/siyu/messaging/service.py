@@ -891,6 +891,7 @@ class Outcome:
     error_message: str = ""
     retry_in: float | None = None
     counts_attempt: bool = True
+    awaits_owner: bool = False  # a group mass task: its owner still has to confirm it
 
 
 def _lease() -> dt.timedelta:
@@ -1221,10 +1222,10 @@ def record_outcomes(db: Session, *, message_id: int, outcomes: Sequence[Outcome]
             retry_in.append(o.retry_in or 1)
         rows.append(row)
     _update_deliveries(db, rows)
-    if sent_ids := [o.delivery_id for o in outcomes if o.status == SENT and o.external_id]:
+    if awaiting := [o.delivery_id for o in outcomes if o.awaits_owner]:
         db.execute(
             update(Delivery)
-            .where(Delivery.id.in_(sent_ids), Delivery.channel == GROUP_MASS)
+            .where(Delivery.id.in_(awaiting))
             .values(confirm_state=AWAITING_OWNER)
             .execution_options(synchronize_session=False)
         )
