@@ -21,8 +21,10 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("confirm_state", sa.String(length=16), nullable=False, server_default="")
         )
+        batch.create_index("ix_message_deliveries_confirm", ["confirm_state"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("message_deliveries") as batch:
+        batch.drop_index("ix_message_deliveries_confirm")
         batch.drop_column("confirm_state")

@@ -113,6 +113,8 @@ class Delivery(Base):
         Index("ix_message_deliveries_message_status", "message_id", "status", "id"),
         Index("ix_message_deliveries_due", "status", "next_attempt_at"),
         Index("ix_message_deliveries_member", "tenant_id", "member_id", "id"),
+        # The minute tick's look-up of group mass tasks awaiting their owner (a rare value).
+        Index("ix_message_deliveries_confirm", "confirm_state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
