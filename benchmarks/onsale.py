@@ -8,9 +8,10 @@ product, ``--reservers`` members who each reserved that product and accepted the
 subscribe message (one consent each). ``--workers`` ``siyu worker`` processes (Redis queue,
 ``--threads`` threads each) are started and awaited. Then, timed from just before the call:
 ``live.mark_on_sale`` in one transaction (the console button / API / ``siyu live on-sale``
-does exactly this): it marks the 200,000 reservations due and queues the reminder, whose
-``live_reservers`` target the expansion worker resolves by INSERT … SELECT in chunks; the
-dispatchers send each reminder as a subscribe message carrying the member's tracked link.
+does exactly this): it puts the product on sale and queues the reminder with its first chunk of
+recipients; the expansion worker resolves the rest of the ``live_reservers`` target by
+INSERT … SELECT in chunks, marking each chunk's reservations due as it goes; the dispatchers
+send each reminder as a subscribe message carrying the member's tracked link.
 
 The fake WeChat server (tests/fakes/weixin.py) runs in its own process and counts what it
 accepts per ``touser``: first and last accepted request, duplicates (a member counted twice)
@@ -153,6 +154,7 @@ def run(
     # Settings and the queue are read at import: this process imports siyu only now.
     from siyu.core import db as core_db
     from siyu.core.db import unit_of_work
+    from siyu.core.jobs import load_tasks
     from siyu.live import reminders
     from siyu.live import service as live
     from siyu.messaging import service
@@ -186,6 +188,7 @@ def run(
                 raise RuntimeError("workers did not start")
             time.sleep(0.1)
         time.sleep(0.5)
+        load_tasks()  # as a web worker does at startup (siyu.app's lifespan)
         meter = CpuMeter([w.pid for w in workers], fake_pids)
         meter.start()
         trigger = time.time()

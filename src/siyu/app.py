@@ -105,12 +105,14 @@ class RequestContext:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from siyu.core.jobs import CONSUMER_POLLING, huey, load_tasks
+
+    # Import the task modules (and the queue and HTTP clients they bring) now, not on the first
+    # request that enqueues a job: the first "on sale now" click after a deploy must not wait.
+    load_tasks()
     consumer = None
     settings = get_settings()
     if settings.runs_embedded_consumer and app.state.start_consumer:
-        from siyu.core.jobs import CONSUMER_POLLING, huey, load_tasks
-
-        load_tasks()
         consumer = huey.create_consumer(
             workers=settings.job_workers, worker_type="thread", periodic=True, **CONSUMER_POLLING
         )

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from siyu.live import reminders
 from siyu.live import service as live
+from siyu.live.models import Reservation
 from siyu.messaging import service as messaging
 from siyu.messaging.errors import InvalidTemplate
 from siyu.messaging.models import Delivery, InboxItem, Message
@@ -347,3 +348,45 @@ def test_each_active_reservation_is_reminded_exactly_once(db, clock, plan, click
 
     got = list(db.scalars(select(InboxItem.member_id).where(InboxItem.tenant_id == tenant.id)))
     assert sorted(got) == sorted(expected)
+
+
+def test_the_on_sale_click_marks_only_the_first_chunk_and_the_expansion_the_rest(
+    db, shop, monkeypatch
+):
+    """The operator's click writes the message and the first chunk of reminders; the expansion
+    worker queues and marks the rest chunk by chunk, each reserver once, cancelled ones never."""
+    monkeypatch.setattr(messaging, "FIRST_CHUNK", 3)
+    monkeypatch.setattr(messaging, "EXPAND_CHUNK", 4)
+    tenant, s, nuts, tea = shop["tenant"], shop["session"], shop["nuts"], shop["tea"]
+    fans = [make_member(db, tenant) for _ in range(11)]
+    for fan in fans:
+        live.reserve(db, tenant_id=tenant.id, member_id=fan.id, session_id=s.id, product_id=nuts.id)
+    gone = live.reserved_targets(db, tenant_id=tenant.id, member_id=fans[4].id, session_id=s.id)
+    live.cancel_reservation(
+        db, tenant_id=tenant.id, member_id=fans[4].id, reservation_id=gone[f"p{nuts.id}"].id
+    )
+    live.reserve(db, tenant_id=tenant.id, member_id=fans[0].id, session_id=s.id, product_id=tea.id)
+
+    def states(product):
+        rows = db.execute(
+            select(Reservation.member_id, Reservation.remind_state)
+            .where(Reservation.product_id == product.id)
+            .order_by(Reservation.member_id)
+            .execution_options(populate_existing=True)
+        )
+        return [state for _, state in rows]
+
+    result = live.mark_on_sale(db, tenant_id=tenant.id, product_id=nuts.id)
+    db.commit()
+    assert result.marked == 10
+    # In the click's transaction: the first three reservers (by member id), nothing else.
+    assert states(nuts) == ["due"] * 3 + ["waiting"] * 8
+    assert db.scalar(select(func.count()).select_from(Delivery)) == 3
+
+    drain()
+    assert states(nuts) == ["due"] * 4 + ["waiting"] + ["due"] * 6  # fans[4] cancelled
+    assert states(tea) == ["waiting"]
+    reminded = sorted(
+        db.scalars(select(InboxItem.member_id).where(InboxItem.tenant_id == tenant.id))
+    )
+    assert reminded == sorted(f.id for i, f in enumerate(fans) if i != 4)

@@ -5,12 +5,12 @@ starts) or one product of its lineup (remind me when it goes on sale). ``target`
 target as ``s<session id>`` or ``p<product id>`` so one unique index keeps one reservation per
 member and target on both databases (a NULL in a unique index never conflicts).
 
-Reminding is a small state machine on the reservation, advanced only by conditional UPDATEs:
-``waiting`` → ``due`` (the "on sale now" action or the session start marks every waiting
-reservation of its target in one statement, stamping ``remind_due_at``) → ``sent`` or
-``failed`` (the messaging fan-out, which picks up ``due`` rows by the
-``ix_live_reservations_due`` index and stamps ``reminded_at``). A row leaves ``waiting`` once,
-so each reservation is reminded at most once whatever is clicked twice.
+Reminding: ``remind_state`` goes ``waiting`` → ``due`` (stamping ``remind_due_at``) by a
+conditional UPDATE when the messaging engine queues the reservation's reminder (the "on sale
+now" action or the session start fans out; the expansion marks each chunk of reservers in the
+transaction that writes their deliveries). What the channel did with it is the delivery's status
+(messaging), read by the funnel. Neither column is indexed, so marking is a HOT update on
+PostgreSQL (the table keeps free room on its pages: fillfactor 90, set by the migration).
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ class Reservation(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "member_id", "target"),
         Index("ix_live_reservations_session", "session_id", "product_id"),
-        Index("ix_live_reservations_product", "product_id", "remind_state"),
-        Index("ix_live_reservations_due", "remind_state", "remind_due_at"),
+        # The fan-out's reads by target, in member id order (expansion chunks, tracked links).
+        Index("ix_live_reservations_target", "target", "member_id"),
         Index("ix_live_reservations_mine", "tenant_id", "member_id", "id"),
     )
 

@@ -4,19 +4,23 @@ messaging engine, the ready-made template and the funnel's delivered counts.
 Flow::
 
     reserve (+ wx.requestSubscribe result) ──► messaging.record_consent(template id)
-    mark_on_sale / transition(start) ── marks reservations due ──► fan_out(db, …) in the same
-        transaction ──► messaging.send(purpose="live:product:<id>:on-sale",
-                                       target=Target(kind="live_reservers", ref="p<id>"))
-    expansion worker ── INSERT … SELECT member ids of the due reservations, in chunks
+    mark_on_sale / transition(start) ── the target's status UPDATE (once) ──► fan_out(db, …) in
+        the same transaction ──► messaging.send(purpose="live:product:<id>:on-sale",
+                                                target=Target(kind="live_reservers", ref="p<id>"))
+    expansion ── INSERT … SELECT member ids of the target's reservations, in chunks by member id
+        (the first chunk in the on-sale transaction itself, the rest by a worker); each chunk's
+        reservations are marked due (``_mark_chunk``) in the transaction that wrote its deliveries
     dispatch ── per recipient: this module's ``_recipient_context`` adds the reservation's
         tracked link (/r/<click token>) ──► subscribe message if the member consented, else
         the inbox (messaging's fallback)
 
-Exactly once: the on-sale/start UPDATE marks a reservation due once and only the transaction
-that marked calls ``fan_out``; the purpose key is per product (per session) and messaging
-delivers each (purpose, member) once, so a double click, a retried request or a re-run never
-sends twice. Nothing passes member ids inline: the ``live_reservers`` target is resolved by the
-expansion worker from the reservations table, so 200,000 reservers commit as one row.
+Exactly once: only the transaction whose conditional status UPDATE moved the product (session)
+calls ``fan_out``; the purpose key is per product (per session) and messaging delivers each
+(purpose, member) once, so a double click, a retried request or a re-run never sends twice.
+Nothing passes member ids inline and nothing touches all the reservations at once: the on-sale
+transaction writes one message row and the first chunk, so 200,000 reservers cost the operator's
+click no more than 200 do. Reserving closes when the target goes on sale (``reserve`` takes the
+target's row lock), so the reservers the expansion reads are the ones waiting at that moment.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from siyu.core import clock
 from siyu.core.i18n import _l
-from siyu.live.models import DUE, FAILED, SENT, LiveProduct, LiveSession, Reservation
+from siyu.live.models import DUE, WAITING, LiveProduct, LiveSession, Reservation
 from siyu.messaging import service as messaging
 from siyu.messaging.errors import TemplateExists
 from siyu.messaging.models import SENT as DELIVERED
@@ -40,7 +45,6 @@ TARGET_KIND = "live_reservers"
 # Placeholder until the operator pastes the mini program's own template id (WeChat assigns it
 # when a template is picked from the public library); consents are kept under this id.
 DEFAULT_SUBSCRIBE_ID = "live-reminder"
-_NOTIFIED = (DUE, SENT, FAILED)
 
 
 def purpose(kind: str, target_id: int) -> str:
@@ -123,20 +127,31 @@ def consent_to_reminder(db: Session, *, tenant_id: int, member_id: int) -> str:
 # --- the fan-out ------------------------------------------------------------------------------
 
 
-def _split(ref: str) -> tuple[str, int]:
-    kind = "product" if ref.startswith("p") else "session"
-    return kind, int(ref[1:] or 0)
-
-
 def _reservers(tenant_id: int, ref: str) -> Any:
-    """SELECT of the member ids reminded for a product (``p<id>``) or session (``s<id>``)."""
-    kind, target_id = _split(ref)
-    q = select(Reservation.member_id).where(
-        Reservation.tenant_id == tenant_id, Reservation.remind_state.in_(_NOTIFIED)
+    """SELECT of the member ids holding a live reservation of a product (``p<id>``) or a
+    session (``s<id>``)."""
+    return select(Reservation.member_id).where(
+        Reservation.tenant_id == tenant_id,
+        Reservation.target == ref,
+        Reservation.cancelled_at.is_(None),
     )
-    if kind == "product":
-        return q.where(Reservation.product_id == target_id)
-    return q.where(Reservation.session_id == target_id, Reservation.product_id.is_(None))
+
+
+def _mark_chunk(db: Session, tenant_id: int, ref: str, after: int, upto: int) -> None:
+    """The reservations of members (after, upto] whose reminders were just queued: due."""
+    db.execute(
+        update(Reservation)
+        .where(
+            Reservation.tenant_id == tenant_id,
+            Reservation.target == ref,
+            Reservation.member_id > after,
+            Reservation.member_id <= upto,
+            Reservation.remind_state == WAITING,
+            Reservation.cancelled_at.is_(None),
+        )
+        .values(remind_state=DUE, remind_due_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _recipient_context(
@@ -158,6 +173,7 @@ messaging.register_target(
     label=_l("Reservers of {ref}"),
     members=_reservers,
     context=_recipient_context,
+    expanded=_mark_chunk,
 )
 
 

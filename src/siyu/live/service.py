@@ -6,18 +6,18 @@ Flow of a broadcast day:
    (``add_product``, ``reorder``); ``preview_card`` turns the lineup into the text and layout
    the 13:00 SOP sends; ``guide_rows`` feeds the shopping guide (CSV, XLSX, share page).
 2. Members ``reserve`` the session or single products, and may ``cancel_reservation``.
-3. ``transition(action="start")`` puts the session live and marks every waiting session
-   reservation due; ``mark_on_sale`` puts a product on sale and marks every waiting
-   reservation of it due. Both are one conditional UPDATE of the target (status must still be
-   the old one) followed, only if that changed a row, by one UPDATE of its reservations from
-   ``waiting`` to ``due``: a second click finds nothing to change.
-4. The messaging fan-out (registered with ``on_reminders_due``; built with the messaging
-   engine) sends the due reminders after commit, carrying ``/r/<click_token>``; ``follow_link``
-   counts the clicks. ``funnel`` reports reserved → reminded → delivered → clicked.
+3. ``transition(action="start")`` puts the session live, ``mark_on_sale`` puts a product on
+   sale. Both are one conditional UPDATE of the target (status must still be the old one)
+   followed, only if that changed a row and someone is waiting, by the reminder fan-out
+   (``reminders.fan_out``) in the same transaction: a second click finds nothing to change.
+4. The messaging engine expands the fan-out into one delivery per reserver in chunks, marking
+   each chunk's reservations ``due`` as it goes (the operator's click never waits for 200,000
+   rows), and sends them carrying ``/r/<click_token>``; ``follow_link`` counts the clicks.
+   ``funnel`` reports reserved → reminded → delivered → clicked → purchased.
 
 Races: ``reserve`` locks the product (or session) row before checking that it is still open,
 and the on-sale/start UPDATE locks the same row, so a reservation either commits before the
-marking UPDATE runs (which then sees it, READ COMMITTED re-reads per statement) or finds the
+UPDATE runs (and the fan-out, READ COMMITTED re-reading per statement, sees it) or finds the
 target already live and is refused. SQLite serialises writers with BEGIN IMMEDIATE.
 """
 
@@ -54,7 +54,6 @@ from siyu.live.errors import (
 )
 from siyu.live.models import (
     CANCELLED,
-    DUE,
     ENDED,
     LIVE,
     ON_SALE,
@@ -80,14 +79,14 @@ _TAOBAO_PASSWORD = re.compile(
 _URL = re.compile(r"^https?://[^\s]{1,490}$")
 ACTIONS = {"start": LIVE, "end": ENDED, "cancel": CANCELLED}
 
-# Called after commit with (tenant_id, "session" | "product", target id) whenever reservations
-# were marked due: the messaging fan-out registers here.
+# Called after commit with (tenant_id, "session" | "product", target id) whenever a target's
+# reminders were queued (extensions hook in here).
 _due_hooks: list[Callable[[int, str, int], Any]] = []
 
 
 def on_reminders_due(fn: Callable[[int, str, int], Any]) -> None:
-    """Register the fan-out: ``fn(tenant_id, kind, target_id)`` runs after each commit that
-    marked reservations of a target due."""
+    """``fn(tenant_id, kind, target_id)`` runs after each commit that queued the reminders of a
+    target."""
     if fn not in _due_hooks:
         _due_hooks.append(fn)
 
@@ -356,14 +355,14 @@ def next_session(db: Session, *, tenant_id: int, tz: str) -> LiveSession | None:
 class Transition:
     session: LiveSession
     changed: bool  # False: it already was in the target state (a repeated click)
-    marked: int  # session reservations newly due for their reminder
+    marked: int  # session reservations waiting when it started: their reminders are queued
 
 
 def transition(db: Session, *, tenant_id: int, session_id: int, action: str) -> Transition:
     """start (scheduled → live), end (live → ended) or cancel (scheduled → cancelled).
 
     Repeating the last action changes nothing; any other move raises InvalidTransition.
-    Starting marks every waiting session reservation due, once.
+    Starting queues the reminder of every waiting session reservation, once.
     """
     if action not in ACTIONS:
         raise InvalidLive(field="action", problem=_("start, end or cancel"))
@@ -395,7 +394,7 @@ def transition(db: Session, *, tenant_id: int, session_id: int, action: str) -> 
         raise InvalidTransition(status=_status_label(session.status), action=_action_label(action))
     marked = 0
     if target == LIVE:
-        marked = _mark_due(db, tenant_id, Reservation.session_id == session.id, now, product=False)
+        marked = _waiting(db, tenant_id, f"s{session.id}")
         if marked:
             _after_due(db, tenant_id, "session", session.id)
     return Transition(session, changed=True, marked=marked)
@@ -414,22 +413,18 @@ def _action_label(action: str) -> str:
     return {"start": _("started"), "end": _("ended"), "cancel": _("cancelled")}.get(action, action)
 
 
-def _mark_due(db: Session, tenant_id: int, target: Any, now: dt.datetime, *, product: bool) -> int:
-    """Waiting, uncancelled reservations of a target → due, in one statement."""
-    kind = Reservation.product_id.is_not(None) if product else Reservation.product_id.is_(None)
-    return _rowcount(
-        db.execute(
-            update(Reservation)
-            .where(
-                target,
-                kind,
+def _waiting(db: Session, tenant_id: int, target: str) -> int:
+    """Live reservations of a target (``p<id>`` / ``s<id>``) still waiting for their reminder."""
+    return int(
+        db.scalar(
+            select(func.count()).where(
                 Reservation.tenant_id == tenant_id,
+                Reservation.target == target,
                 Reservation.remind_state == WAITING,
                 Reservation.cancelled_at.is_(None),
             )
-            .values(remind_state=DUE, remind_due_at=now)
-            .execution_options(synchronize_session=False)
         )
+        or 0
     )
 
 
@@ -576,12 +571,12 @@ def move_product(db: Session, *, tenant_id: int, product_id: int, delta: int) ->
 class OnSale:
     product: LiveProduct
     changed: bool  # False: it was already on sale (a repeated click changes nothing)
-    marked: int  # reservations newly due for their reminder
+    marked: int  # reservations waiting when it went on sale: their reminders are queued
 
 
 def mark_on_sale(db: Session, *, tenant_id: int, product_id: int) -> OnSale:
-    """ "On sale now": the product goes on sale and each waiting reservation of it is marked
-    due for its reminder, exactly once. Raises InvalidTransition for an ended or cancelled
+    """ "On sale now": the product goes on sale and the reminder of each waiting reservation of
+    it is queued, exactly once. Raises InvalidTransition for an ended or cancelled
     session."""
     product = get_product(db, tenant_id=tenant_id, product_id=product_id)
     session = get_session(db, tenant_id=tenant_id, session_id=product.session_id)
@@ -603,7 +598,7 @@ def mark_on_sale(db: Session, *, tenant_id: int, product_id: int) -> OnSale:
     db.refresh(product)
     marked = 0
     if changed:
-        marked = _mark_due(db, tenant_id, Reservation.product_id == product.id, now, product=True)
+        marked = _waiting(db, tenant_id, f"p{product.id}")
         if marked:
             _after_due(db, tenant_id, "product", product.id)
     return OnSale(product, changed=bool(changed), marked=marked)

@@ -104,12 +104,16 @@ TARGET_KINDS = ("members", "all_members", "members_tag", "all_groups", "groups_t
 class TargetKind:
     """A target kind another domain registers (``register_target``) so messaging can expand it
     without importing that domain: ``members(tenant_id, ref)`` is a SELECT of member ids (the
-    expansion worker inserts from it in chunks, nothing passes inline) and ``context(db,
-    tenant_id, ref, member_ids)`` adds per-recipient template variables at dispatch."""
+    expansion worker inserts from it in chunks, nothing passes inline), ``context(db,
+    tenant_id, ref, member_ids)`` adds per-recipient template variables at dispatch and
+    ``expanded(db, tenant_id, ref, after, upto)`` runs in the transaction that wrote the
+    deliveries of the member ids in (after, upto], so the domain can stamp its own rows chunk by
+    chunk instead of all at once."""
 
     label: Any  # a lazy string (`_l`); "{ref}" is replaced by the target's ref
     members: Callable[[int, str], Any]
     context: Callable[[Session, int, str, list[int]], dict[int, dict[str, Any]]] | None = None
+    expanded: Callable[[Session, int, str, int, int], None] | None = None
 
 
 _REGISTERED: dict[str, TargetKind] = {}
@@ -121,11 +125,12 @@ def register_target(
     label: Any,
     members: Callable[[int, str], Any],
     context: Callable[[Session, int, str, list[int]], dict[int, dict[str, Any]]] | None = None,
+    expanded: Callable[[Session, int, str, int, int], None] | None = None,
 ) -> None:
     """Register (idempotently) a member target kind resolved by another domain."""
     if kind in TARGET_KINDS:
         raise ValueError(f"{kind} is a built-in target kind")
-    _REGISTERED[kind] = TargetKind(label=label, members=members, context=context)
+    _REGISTERED[kind] = TargetKind(label=label, members=members, context=context, expanded=expanded)
 
 
 @dataclass(frozen=True)
@@ -723,8 +728,10 @@ def count_recipients(db: Session, *, tenant_id: int, target: Target) -> int:
     )
 
 
-def expand_chunk(db: Session, *, message_id: int, chunk: int = EXPAND_CHUNK) -> bool:
-    """Write the next ``chunk`` deliveries of a target message; False when it is complete."""
+def expand_chunk(db: Session, *, message_id: int, chunk: int | None = None) -> bool:
+    """Write the next ``chunk`` (``EXPAND_CHUNK``) deliveries of a target message; False when
+    it is complete."""
+    chunk = chunk or EXPAND_CHUNK
     msg = db.get(Message, message_id, with_for_update=True)
     if msg is None or msg.status != EXPANDING:
         return False
@@ -752,6 +759,9 @@ def expand_chunk(db: Session, *, message_id: int, chunk: int = EXPAND_CHUNK) -> 
         added = _insert_member_deliveries(
             db, msg, Member.id > msg.expanded_to, Member.id <= upto, *cond[2:]
         )
+        registered = _REGISTERED.get(target.kind)
+        if registered is not None and registered.expanded is not None:
+            registered.expanded(db, msg.tenant_id, target.ref, msg.expanded_to, int(upto))
     msg.expanded_to = int(upto)
     msg.total += added
     db.flush()
