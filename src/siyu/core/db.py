@@ -8,12 +8,22 @@ rolled-back transaction (jobs, messages) are queued with ``after_commit``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import (
+    ARRAY,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -154,3 +164,12 @@ def unit_of_work() -> Iterator[Session]:
         except BaseException:
             db.rollback()
             raise
+
+
+def in_ids(db: Session, column: Any, ids: Sequence[int]) -> Any:
+    """``column IN ids`` for a batch of integer ids. On PostgreSQL ``column = ANY(array)``: one
+    parameter whatever the length, so every batch sends the same statement text and neither
+    SQLAlchemy nor psycopg re-renders and re-parses hundreds of placeholders; elsewhere IN."""
+    if db.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    return column.in_(list(ids))

@@ -32,6 +32,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.core import clock
+from siyu.core.db import in_ids
 from siyu.core.i18n import _l
 from siyu.live.models import DUE, WAITING, LiveProduct, LiveSession, Reservation
 from siyu.messaging import service as messaging
@@ -161,7 +162,7 @@ def _recipient_context(
     rows = db.execute(
         select(Reservation.member_id, Reservation.click_token).where(
             Reservation.tenant_id == tenant_id,
-            Reservation.member_id.in_(member_ids),
+            in_ids(db, Reservation.member_id, member_ids),
             Reservation.target == ref,
         )
     )

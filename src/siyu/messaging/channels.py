@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from siyu.core.settings import get_settings
 from siyu.messaging.models import (
@@ -228,14 +229,17 @@ class Sender:
         timeout: float = 10.0,
     ) -> None:
         self.credentials: dict[int, Credentials] = dict(credentials or {})
-        self._sem = asyncio.Semaphore(concurrency)
         self._http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=timeout),
             connector=aiohttp.TCPConnector(limit=concurrency, ssl=ssl_context(), ttl_dns_cache=300),
-            json_serialize=_dumps,
             raise_for_status=False,
+            # The APIs set no cookies worth keeping; a real jar filters them on every request.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._token_locks: dict[str, asyncio.Lock] = {}
+        # (url, query) → parsed URL: every send of a batch goes to the same URL with the same
+        # access token, so it is parsed and encoded once, not per request.
+        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], URL] = {}
 
     async def aclose(self) -> None:
         await self._http.close()
@@ -263,11 +267,10 @@ class Sender:
                     retry_in=wait,
                     counts_attempt=False,
                 )
-        async with self._sem:
-            try:
-                external_id = await self._dispatch(job, creds)
-            except ChannelError as err:
-                return self._failure(job, err)
+        try:  # at most ``concurrency`` on the wire: the connector's limit queues the rest
+            external_id = await self._dispatch(job, creds)
+        except ChannelError as err:
+            return self._failure(job, err)
         return Outcome(
             job.delivery_id,
             SENT,
@@ -349,11 +352,23 @@ class Sender:
     async def _post(self, url: str, params: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         return await self._request("POST", url, params, body)
 
+    def _url(self, url: str, params: dict[str, str]) -> URL:
+        key = (url, tuple(params.items()))
+        found = self._urls.get(key)
+        if found is None:
+            if len(self._urls) > 1000:  # tokens rotate every two hours: forget old ones
+                self._urls.clear()
+            found = self._urls[key] = URL(url).with_query(params)
+        return found
+
     async def _request(
         self, method: str, url: str, params: dict[str, str], body: dict[str, Any] | None = None
     ) -> dict[str, Any]:
+        data = None if body is None else _dumps(body).encode()
         try:
-            async with self._http.request(method, url, params=params, json=body) as resp:
+            async with self._http.request(
+                method, self._url(url, params), data=data, headers=_JSON if data else None
+            ) as resp:
                 raw = await resp.read()
                 return _json(resp.status, resp.reason or "", raw)
         except TimeoutError:
@@ -436,6 +451,9 @@ def _need(cfg: dict[str, str] | None, what: str) -> dict[str, str]:
             "not_configured", f"{what} credentials are not configured", retryable=False
         )
     return cfg
+
+
+_JSON = {"Content-Type": "application/json"}
 
 
 def _dumps(body: Any) -> str:

@@ -47,7 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from siyu.core import clock
-from siyu.core.db import after_commit
+from siyu.core.db import after_commit, in_ids
 from siyu.core.i18n import gettext as _
 from siyu.core.settings import get_settings
 from siyu.members.models import Member, MemberTag
@@ -328,14 +328,16 @@ def _recipients(db: Session, member_ids: list[int]) -> dict[int, Recipient]:
     tags: dict[int, list[str]] = {}
     for mid, tag in db.execute(
         select(MemberTag.member_id, MemberTag.tag)
-        .where(MemberTag.member_id.in_(member_ids))
+        .where(in_ids(db, MemberTag.member_id, member_ids))
         .order_by(MemberTag.tag)
     ):
         tags.setdefault(int(mid), []).append(str(tag))
     return {
         int(mid): Recipient(int(mid), str(openid), str(nickname), tags.get(int(mid), []))
         for mid, openid, nickname in db.execute(
-            select(Member.id, Member.openid, Member.nickname).where(Member.id.in_(member_ids))
+            select(Member.id, Member.openid, Member.nickname).where(
+                in_ids(db, Member.id, member_ids)
+            )
         )
     }
 
@@ -992,7 +994,7 @@ def claim_batch(db: Session, *, message_id: int, limit: int = 200) -> Claim:
                 .where(
                     Consent.tenant_id == msg.tenant_id,
                     Consent.template_key == str(sub_cfg["template_id"]),
-                    Consent.member_id.in_([r.member_id for r in undecided]),
+                    in_ids(db, Consent.member_id, [int(r.member_id or 0) for r in undecided]),
                     Consent.remaining > 0,
                 )
                 .values(remaining=Consent.remaining - 1)
