@@ -16,8 +16,9 @@ The fake WeChat server (tests/fakes/weixin.py, the one the adapter tests use) ru
 ``--fakes`` processes on one port (``fake_wechat.py``) and counts what it accepts per
 ``touser``: deliveries, duplicates (a member counted twice) and losses (a member never counted)
 are counted there, not in our database. Its ceiling is measured in the same run:
-``--ceiling-clients`` aiohttp client processes (64 concurrent requests each, one token)
-posting ``--ceiling-requests`` subscribe messages as fast as they can. The CPU per send of the
+``--ceiling-clients`` client processes (64 concurrent requests each, one token) posting
+``--ceiling-requests`` subscribe messages as fast as they can, once with aiohttp and once with
+the senders' own lean client (``siyu.messaging.http``); the higher rate is the ceiling. The CPU per send of the
 workers, the fake and PostgreSQL (machine-wide) is reported too.
 
 Reported: time to first delivery (the fake's first accepted request minus the trigger), total
@@ -93,6 +94,10 @@ def seed(members: int) -> tuple[int, int]:
             insert_consenting_members(
                 db, tenant_id=tid, start=start, n=n, template_key="TPL-bench", now=now
             )
+    with unit_of_work() as db:  # planner statistics, as a live database has them
+        from sqlalchemy import text
+
+        db.execute(text("ANALYZE"))
     return tid, members
 
 

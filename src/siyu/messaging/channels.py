@@ -36,10 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-from yarl import URL
-
 from siyu.core.settings import get_settings
+from siyu.messaging import http
 from siyu.messaging.models import (
     FAILED,
     GROUP_MASS,
@@ -214,12 +212,9 @@ def ssl_context() -> ssl.SSLContext:
 
 
 class Sender:
-    """Sends jobs concurrently over one HTTP connection pool; maps answers to outcomes.
-
-    aiohttp, not httpx: against the fake server on loopback an ``httpx.AsyncClient`` with 64
-    requests in flight spent 1.9 ms of client CPU per request, aiohttp 0.27 ms (benchmarks/
-    README.md, ``fanout.py``) — at thousands of sends a second the client's CPU is the limit.
-    Create it inside the event loop that uses it (``sending_loop()`` keeps one per process)."""
+    """Sends jobs concurrently over keep-alive connections (``messaging.http``, at most
+    ``concurrency`` per host); maps answers to outcomes. Create it inside the event loop that
+    uses it (``sending_loop()`` keeps one per process)."""
 
     def __init__(
         self,
@@ -229,20 +224,14 @@ class Sender:
         timeout: float = 10.0,
     ) -> None:
         self.credentials: dict[int, Credentials] = dict(credentials or {})
-        self._http = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            connector=aiohttp.TCPConnector(limit=concurrency, ssl=ssl_context(), ttl_dns_cache=300),
-            raise_for_status=False,
-            # The APIs set no cookies worth keeping; a real jar filters them on every request.
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        self._http = http.Client(limit=concurrency, timeout=timeout, ssl_context=ssl_context())
         self._token_locks: dict[str, asyncio.Lock] = {}
-        # (url, query) → parsed URL: every send of a batch goes to the same URL with the same
-        # access token, so it is parsed and encoded once, not per request.
-        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], URL] = {}
+        # (url, query) → parsed target: every send of a batch goes to the same URL with the
+        # same access token, so it is parsed and encoded once, not per request.
+        self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], http.Target] = {}
 
     async def aclose(self) -> None:
-        await self._http.close()
+        await self._http.aclose()
 
     async def __aenter__(self) -> Sender:
         return self
@@ -352,13 +341,13 @@ class Sender:
     async def _post(self, url: str, params: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         return await self._request("POST", url, params, body)
 
-    def _url(self, url: str, params: dict[str, str]) -> URL:
+    def _target(self, url: str, params: dict[str, str]) -> http.Target:
         key = (url, tuple(params.items()))
-        found = self._urls.get(key)
+        found = self._targets.get(key)
         if found is None:
-            if len(self._urls) > 1000:  # tokens rotate every two hours: forget old ones
-                self._urls.clear()
-            found = self._urls[key] = URL(url).with_query(params)
+            if len(self._targets) > 1000:  # tokens rotate every two hours: forget old ones
+                self._targets.clear()
+            found = self._targets[key] = http.Target.parse(url, params)
         return found
 
     async def _request(
@@ -366,17 +355,12 @@ class Sender:
     ) -> dict[str, Any]:
         data = None if body is None else _dumps(body).encode()
         try:
-            async with self._http.request(
-                method, self._url(url, params), data=data, headers=_JSON if data else None
-            ) as resp:
-                raw = await resp.read()
-                return _json(resp.status, resp.reason or "", raw)
+            resp = await self._http.request(method, self._target(url, params), data)
         except TimeoutError:
             raise ChannelError("timeout", "no answer in time", retryable=True) from None
-        except aiohttp.ClientError as err:
-            raise ChannelError(
-                "unreachable", str(err) or type(err).__name__, retryable=True
-            ) from None
+        except http.HTTPError as err:
+            raise ChannelError("unreachable", str(err), retryable=True) from None
+        return _json(resp.status, resp.reason, resp.body)
 
     async def _token(self, base: str, appid: str, secret: str, *, wecom: bool) -> str:
         key = f"{base}|{appid}"
@@ -451,9 +435,6 @@ def _need(cfg: dict[str, str] | None, what: str) -> dict[str, str]:
             "not_configured", f"{what} credentials are not configured", retryable=False
         )
     return cfg
-
-
-_JSON = {"Content-Type": "application/json"}
 
 
 def _dumps(body: Any) -> str:
