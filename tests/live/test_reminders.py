@@ -383,10 +383,36 @@ def test_the_on_sale_click_marks_only_the_first_chunk_and_the_expansion_the_rest
     assert states(nuts) == ["due"] * 3 + ["waiting"] * 8
     assert db.scalar(select(func.count()).select_from(Delivery)) == 3
 
-    drain()
-    assert states(nuts) == ["due"] * 4 + ["waiting"] + ["due"] * 6  # fans[4] cancelled
+    drain()  # expanded, marked due chunk by chunk, then delivered (the inbox): sent
+    assert states(nuts) == ["sent"] * 4 + ["waiting"] + ["sent"] * 6  # fans[4] cancelled
     assert states(tea) == ["waiting"]
     reminded = sorted(
         db.scalars(select(InboxItem.member_id).where(InboxItem.tenant_id == tenant.id))
     )
     assert reminded == sorted(f.id for i, f in enumerate(fans) if i != 4)
+
+
+def test_my_reservations_say_reminded_or_failed_once_the_channel_answered(
+    client,
+    db,
+    shop,
+    weixin,  # noqa: F811
+):
+    """The fan's own list follows the reminder to its end: sent (WeChat or the inbox took it)
+    or failed (WeChat refused: the consent was withdrawn on the phone)."""
+    tenant, nuts = shop["tenant"], shop["nuts"]
+    consented, withdrawn = make_member(db, tenant), make_member(db, tenant)
+    weixin.grant(consented.openid, reminders.DEFAULT_SUBSCRIBE_ID)  # not for `withdrawn`
+    for fan in (consented, withdrawn):
+        reserve_api(
+            client, fan, shop["session"], nuts, subscribe={reminders.DEFAULT_SUBSCRIBE_ID: "accept"}
+        )
+    client.post(f"/api/v1/live/products/{nuts.id}/on-sale", headers=shop["op"])
+    drain()
+
+    def mine(fan):
+        [row] = client.get("/api/v1/me/reservations", headers=member_headers(fan)).json()
+        return row["remind_state"], row["reminded_at"] is not None
+
+    assert mine(consented) == ("sent", True)
+    assert mine(withdrawn) == ("failed", False)

@@ -8,9 +8,10 @@ member and target on both databases (a NULL in a unique index never conflicts).
 Reminding: ``remind_state`` goes ``waiting`` → ``due`` (stamping ``remind_due_at``) by a
 conditional UPDATE when the messaging engine queues the reservation's reminder (the "on sale
 now" action or the session start fans out; the expansion marks each chunk of reservers in the
-transaction that writes their deliveries). What the channel did with it is the delivery's status
-(messaging), read by the funnel. Neither column is indexed, so marking is a HOT update on
-PostgreSQL (the table keeps free room on its pages: fillfactor 90, set by the migration).
+transaction that writes their deliveries), then → ``sent`` (stamping ``reminded_at``) or
+``failed`` in the transaction that records the channel's answer (live.reminders hooks). None of
+these columns is indexed, so each step is a HOT update on PostgreSQL (the table keeps free room
+on its pages: fillfactor 90, set by the migration).
 """
 
 from __future__ import annotations

@@ -28,13 +28,21 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.core import clock
 from siyu.core.db import in_ids
 from siyu.core.i18n import _l
-from siyu.live.models import DUE, WAITING, LiveProduct, LiveSession, Reservation
+from siyu.live.models import (
+    DUE,
+    FAILED,
+    SENT,
+    WAITING,
+    LiveProduct,
+    LiveSession,
+    Reservation,
+)
 from siyu.messaging import service as messaging
 from siyu.messaging.errors import TemplateExists
 from siyu.messaging.models import SENT as DELIVERED
@@ -155,6 +163,26 @@ def _mark_chunk(db: Session, tenant_id: int, ref: str, after: int, upto: int) ->
     )
 
 
+def _settle(db: Session, tenant_id: int, ref: str, delivery_ids: list[int]) -> None:
+    """Reservations whose reminder reached a final status: ``sent`` (stamping ``reminded_at``)
+    or ``failed``, read from the deliveries (by ``FINAL_STATES``) in one UPDATE … FROM."""
+    db.execute(
+        update(Reservation)
+        .where(
+            Reservation.tenant_id == Delivery.tenant_id,
+            Reservation.member_id == Delivery.member_id,
+            Reservation.target == ref,
+            Delivery.tenant_id == tenant_id,
+            in_ids(db, Delivery.id, delivery_ids),
+        )
+        .values(
+            remind_state=case((Delivery.status == DELIVERED, SENT), else_=FAILED),
+            reminded_at=Delivery.sent_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _recipient_context(
     db: Session, tenant_id: int, ref: str, member_ids: list[int]
 ) -> dict[int, dict[str, Any]]:
@@ -175,6 +203,7 @@ messaging.register_target(
     members=_reservers,
     context=_recipient_context,
     expanded=_mark_chunk,
+    settled=_settle,
 )
 
 

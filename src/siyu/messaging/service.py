@@ -70,6 +70,7 @@ from siyu.messaging.models import (
     DONE,
     EXPANDING,
     FAILED,
+    FINAL_STATES,
     GROUP_CHANNELS,
     GROUP_MASS,
     INBOX,
@@ -108,12 +109,14 @@ class TargetKind:
     tenant_id, ref, member_ids)`` adds per-recipient template variables at dispatch and
     ``expanded(db, tenant_id, ref, after, upto)`` runs in the transaction that wrote the
     deliveries of the member ids in (after, upto], so the domain can stamp its own rows chunk by
-    chunk instead of all at once."""
+    chunk instead of all at once; ``settled(db, tenant_id, ref, delivery_ids)`` runs in the
+    transaction that gave those deliveries their final status (sent, failed, undeliverable)."""
 
     label: Any  # a lazy string (`_l`); "{ref}" is replaced by the target's ref
     members: Callable[[int, str], Any]
     context: Callable[[Session, int, str, list[int]], dict[int, dict[str, Any]]] | None = None
     expanded: Callable[[Session, int, str, int, int], None] | None = None
+    settled: Callable[[Session, int, str, list[int]], None] | None = None
 
 
 _REGISTERED: dict[str, TargetKind] = {}
@@ -126,11 +129,14 @@ def register_target(
     members: Callable[[int, str], Any],
     context: Callable[[Session, int, str, list[int]], dict[int, dict[str, Any]]] | None = None,
     expanded: Callable[[Session, int, str, int, int], None] | None = None,
+    settled: Callable[[Session, int, str, list[int]], None] | None = None,
 ) -> None:
     """Register (idempotently) a member target kind resolved by another domain."""
     if kind in TARGET_KINDS:
         raise ValueError(f"{kind} is a built-in target kind")
-    _REGISTERED[kind] = TargetKind(label=label, members=members, context=context, expanded=expanded)
+    _REGISTERED[kind] = TargetKind(
+        label=label, members=members, context=context, expanded=expanded, settled=settled
+    )
 
 
 @dataclass(frozen=True)
@@ -1163,10 +1169,18 @@ def claim_batch(db: Session, *, message_id: int, limit: int = 200) -> Claim:
             inbox_rows,
         )
     _update_deliveries(db, updates)
+    _settled(db, msg, [u["id"] for u in updates if u["status"] in FINAL_STATES])
     if inbox_rows and msg.first_sent_at is None:
         msg.first_sent_at = now
     db.flush()
     return Claim(len(claimed), jobs)
+
+
+def _settled(db: Session, msg: Message, delivery_ids: list[int]) -> None:
+    """Tell the domain behind a registered target which deliveries just got a final status."""
+    kind = _REGISTERED.get(str((msg.target or {}).get("kind", "")))
+    if kind is not None and kind.settled is not None and delivery_ids:
+        kind.settled(db, msg.tenant_id, str(msg.target.get("ref", "")), delivery_ids)
 
 
 def _update_deliveries(db: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -1252,6 +1266,7 @@ def record_outcomes(db: Session, *, message_id: int, outcomes: Sequence[Outcome]
         )
     msg = db.get(Message, message_id)
     assert msg is not None
+    _settled(db, msg, [o.delivery_id for o in outcomes if o.status in FINAL_STATES])
     if msg.first_sent_at is None and any(o.status == SENT for o in outcomes):
         msg.first_sent_at = now
     db.flush()
