@@ -18,8 +18,8 @@ The fake WeChat server (tests/fakes/weixin.py, the one the adapter tests use) ru
 are counted there, not in our database. Its ceiling is measured in the same run:
 ``--ceiling-clients`` client processes (64 concurrent requests each, one token) posting
 ``--ceiling-requests`` subscribe messages as fast as they can, once with aiohttp and once with
-the senders' own lean client (``siyu.messaging.http``); the higher rate is the ceiling. The CPU per send of the
-workers, the fake and PostgreSQL (machine-wide) is reported too.
+the senders' own lean client (``siyu.messaging.http``); the higher rate is the ceiling. The
+CPU per send of the workers, the fake and PostgreSQL (machine-wide) is reported too.
 
 Reported: time to first delivery (the fake's first accepted request minus the trigger), total
 time (until the fake has counted every member), deliveries/s, and that rate as a share of the

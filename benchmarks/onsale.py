@@ -17,8 +17,9 @@ The fake WeChat server (tests/fakes/weixin.py) runs in its own process and count
 accepts per ``touser``: first and last accepted request, duplicates (a member counted twice)
 and losses (never counted) are measured there, not in our database. The fake runs as
 ``--fakes`` processes on one port (``fake_wechat.py``); its own ceiling (``--ceiling-clients``
-client processes, 64 requests in flight each, aiohttp and the lean client; the higher) is measured in the same run as the
-baseline, and the CPU per send of the workers, the fake and PostgreSQL is reported.
+client processes, 64 requests in flight each, aiohttp and the lean client; the higher) is
+measured in the same run as the baseline, and the CPU per send of the workers, the fake and
+PostgreSQL is reported.
 
 The bar (issue 6): first reminder ≤ 1 s, all within 60 s, zero duplicates, zero losses; the
 script prints a VERDICT line and exits 1 below it.
