@@ -202,8 +202,11 @@ class AsyncPool:
             try:
                 yield conn
             finally:
-                if not conn.closed and not conn.broken:
+                # Kept only if idle: a block cut short mid-query (cancelled) leaves it busy.
+                if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
                     self._idle.append((born, conn))
+                elif not conn.closed:
+                    await conn.close()
 
 
 _async_pool: AsyncPool | None = None
