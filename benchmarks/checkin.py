@@ -430,15 +430,16 @@ def profile(args: argparse.Namespace) -> int:
             f"SQL statements per check-in: {per:.1f} "
             f"({', '.join(f'{k} {v / args.profile_n:.1f}' for k, v in sorted(kinds.items()))})"
         )
-        # The ASGI stack runs sync endpoints in worker threads, where the profiler cannot see:
-        # profile what a request runs there (token → member, the endpoint, commit) in this
-        # thread instead, and compare its time with the whole request's above.
-        from siyu.checkin.api import check_in
-        from siyu.core.web import _member_from_token
+        # What a request runs besides HTTP and ASGI (token → member ids, the check-in, its
+        # commit), called directly with the driver's blocking connection: on PostgreSQL one call
+        # of siyu_checkin, which the statement count above does not see (no SQLAlchemy).
+        from siyu.checkin.service import check_in_member
+        from siyu.core.security import read_member_token
 
         def direct() -> None:
-            with core_db.unit_of_work() as db:
-                check_in(db, _member_from_token(db, next(tokens)))
+            found = read_member_token(next(tokens))
+            assert found is not None
+            assert check_in_member(tenant_id=found[0], member_id=found[1]) is not None
 
         t = time.perf_counter()
         for _ in range(args.profile_n):

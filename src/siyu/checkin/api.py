@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from siyu.checkin import service
 from siyu.checkin.errors import InvalidRule, MakeupNotAllowed
 from siyu.checkin.schemas import CheckinRead, CheckinResult, MakeupIn, MonthRead, RuleIO
-from siyu.core.errors import Forbidden
-from siyu.core.web import DbSession, TxRoute, api_member, problems, requires
+from siyu.core import db as dbmod
+from siyu.core.errors import Forbidden, InvalidToken
+from siyu.core.web import (
+    DbSession,
+    TxRoute,
+    _db_slots,
+    api_member,
+    api_member_ids,
+    problems,
+    requires,
+)
 from siyu.ledger.errors import InsufficientPoints
 from siyu.live import service as live
 from siyu.live.api import parse_month
@@ -42,10 +53,39 @@ def _result(r: service.Result) -> CheckinResult:
     )
 
 
-@router.post("/me/checkins", tags=["member"], responses=problems())
-def check_in(db: DbSession, member: CurrentMember) -> CheckinResult:
+async def check_in(
+    request: Request, ids: Annotated[tuple[int, int], Depends(api_member_ids)]
+) -> Response:
     """Today's check-in (tenant-local day). Safe to repeat: points are paid once a day."""
-    return _result(service.check_in(db, tenant_id=member.tenant_id, member_id=member.id))
+    # The busiest member route (everyone taps it when a broadcast starts): no request-wide
+    # Session (a plain APIRoute, not TxRoute), the token read without a query, and on
+    # PostgreSQL one call on an asyncio connection, no thread. Otherwise, or for the cases the
+    # one call leaves to Python, one thread hop for the whole check-in and its commit.
+    tenant_id, member_id = ids
+    try:
+        result = await service.check_in_one_call(tenant_id=tenant_id, member_id=member_id)
+    except service.OneCallUnavailable:
+        async with _db_slots(request):
+            result = await run_in_threadpool(
+                service.check_in_member,
+                tenant_id=tenant_id,
+                member_id=member_id,
+                one_call=dbmod.async_pool() is None,
+            )
+    if result is None:
+        raise InvalidToken()
+    return Response(_result(result).model_dump_json(), media_type="application/json")
+
+
+router.add_api_route(
+    "/me/checkins",
+    check_in,
+    methods=["POST"],
+    response_model=CheckinResult,
+    tags=["member"],
+    responses=problems(),
+    route_class_override=APIRoute,
+)
 
 
 @router.post(

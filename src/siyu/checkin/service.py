@@ -18,17 +18,20 @@ once even if a request is replayed. The rows and the points commit together or n
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from siyu.checkin.errors import InvalidRule, MakeupNotAllowed
 from siyu.checkin.models import DAILY, MAKEUP, Checkin
 from siyu.core import clock
+from siyu.core import db as dbmod
 from siyu.core.i18n import gettext as _
 from siyu.ledger import service as ledger
+from siyu.members.models import Member
 from siyu.tenants.models import Tenant
 
 DEFAULT_RULE: dict[str, Any] = {
@@ -235,6 +238,96 @@ def check_in(db: Session, *, tenant_id: int, member_id: int) -> Result:
             actor=ledger.Actor.member(member_id),
         )
     return Result(claimed, True, streak)
+
+
+# --- a member's check-in as a request makes it ------------------------------------------------
+
+# The function of the "checkin function" migration: check_in in one round trip (PostgreSQL).
+_ONE_CALL = (
+    "SELECT r_status, r_id, r_checked_on, r_kind, r_streak, r_points, r_bonus, r_created_at,"
+    " r_current FROM siyu_checkin(%s::integer, %s::integer, %s::timestamptz, %s::json, %s,"
+    " %s::integer)"
+)
+_DEFAULT_RULE_JSON = json.dumps(DEFAULT_RULE)
+
+
+# SQLSTATE of siyu_checkin's "not my case": it has undone its work, Python's turn.
+LEAVE_TO_PYTHON = "SY001"
+
+
+class OneCallUnavailable(Exception):
+    """The one-call check-in cannot answer: not on PostgreSQL with an async pool, or a case it
+    leaves to the Python implementation (nothing was changed). Run ``check_in_member``."""
+
+
+def _one_call_params(tenant_id: int, member_id: int) -> tuple[Any, ...]:
+    memo = _("Check-in, day {n} in a row")  # the function puts the streak day in for {n}
+    return (tenant_id, member_id, clock.now(), _DEFAULT_RULE_JSON, memo, LOOKBACK_DAYS)
+
+
+def _one_call_result(tenant_id: int, member_id: int, found: Any) -> Result | None:
+    status, *row = found
+    if status == "no_member":
+        return None
+    checkin = Checkin(
+        id=row[0],
+        tenant_id=tenant_id,
+        member_id=member_id,
+        checked_on=row[1],
+        kind=row[2],
+        streak=row[3],
+        points=row[4],
+        bonus=row[5],
+        created_at=clock.as_utc(row[6]),
+    )
+    return Result(checkin, status == "created", row[7])
+
+
+def _left_to_python(err: Exception) -> bool:
+    return getattr(err, "sqlstate", None) == LEAVE_TO_PYTHON
+
+
+async def check_in_one_call(*, tenant_id: int, member_id: int) -> Result | None:
+    """``check_in_member`` in one round trip on the process's asyncio connections
+    (core.db.AsyncPool), committed on return: no thread, no Session. Raises
+    OneCallUnavailable where ``check_in_member`` must run instead."""
+    pool = dbmod.async_pool()
+    if pool is None:
+        raise OneCallUnavailable()
+    async with pool.connection() as conn:  # autocommit: the call is its own transaction
+        try:
+            cur = await conn.execute(_ONE_CALL, _one_call_params(tenant_id, member_id))
+        except Exception as err:
+            if _left_to_python(err):
+                raise OneCallUnavailable() from err
+            raise
+        return _one_call_result(tenant_id, member_id, await cur.fetchone())
+
+
+def check_in_member(*, tenant_id: int, member_id: int, one_call: bool = True) -> Result | None:
+    """``check_in`` for the member of a token, in a transaction of its own (committed on
+    return); None when the tenant has no such member.
+
+    On PostgreSQL one call of ``siyu_checkin`` (migration "checkin function") does it all in
+    one round trip on the driver's connection: no Session, no ORM, which cost several times
+    the server's work. Should the function meet a case it leaves to Python (no wallet, debt),
+    its work is rolled back and ``check_in`` below, the reference, runs instead; tests/checkin
+    runs the same scenarios through both.
+    """
+    if one_call and dbmod.get_engine().dialect.name == "postgresql":
+        try:
+            with dbmod.dbapi_transaction() as conn, conn.cursor() as cur:
+                cur.execute(_ONE_CALL, _one_call_params(tenant_id, member_id))
+                return _one_call_result(tenant_id, member_id, cur.fetchone())
+        except Exception as err:  # rolled back
+            if not _left_to_python(err):
+                raise
+    with dbmod.unit_of_work() as db:
+        # lazyload: what the member dependency loads (tags and accounts only if read)
+        member = db.get(Member, member_id, options=[lazyload("*")])
+        if member is None or member.tenant_id != tenant_id:
+            return None
+        return check_in(db, tenant_id=tenant_id, member_id=member_id)
 
 
 def make_up(db: Session, *, tenant_id: int, member_id: int, day: dt.date) -> Result:

@@ -7,9 +7,11 @@ rolled-back transaction (jobs, messages) are queued with ``after_commit``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +104,9 @@ _factory: sessionmaker[Session] | None = None
 
 def configure(engine: Engine | None = None, factory: sessionmaker[Session] | None = None) -> None:
     """Point the process at an engine (tests bind sessions to one connection this way)."""
-    global _engine, _factory
+    global _engine, _factory, _async_pool
     _engine = engine
+    _async_pool = None  # its connections go to the engine's database: made again on demand
     _factory = factory or (sessionmaker(engine, expire_on_commit=False) if engine else None)
 
 
@@ -152,6 +155,90 @@ def _drop_after_commit(db: Session, previous: Any) -> None:
     # leaves the surrounding transaction and its pending side effects intact.
     if previous.parent is None:
         db.info.pop("after_commit", None)
+
+
+@contextmanager
+def dbapi_transaction() -> Iterator[Any]:
+    """The driver's connection (psycopg, sqlite3) in a transaction of its own: committed when
+    the block ends, rolled back on any error. For hot paths whose work is one or two statements,
+    where a Session costs more client CPU than the work costs the server.
+
+    When sessions are bound to one connection instead of the engine (tests), the block runs on
+    that connection through a Session, so it joins the transaction the test rolls back."""
+    factory = session_factory()
+    bind = factory.kw.get("bind")
+    if isinstance(bind, Engine):
+        raw = bind.raw_connection()
+        try:
+            yield raw.driver_connection
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+        return
+    with unit_of_work() as db:
+        yield db.connection().connection.driver_connection
+
+
+class AsyncPool:
+    """asyncio psycopg connections of one process and event loop, in autocommit (each
+    statement its own transaction), for hot paths that are a single statement: one round trip,
+    no thread hop (each costs a wait for a worker thread, then for the GIL behind the event
+    loop) and no SQLAlchemy. At most ``size`` connections, all kept: no overflow connections
+    opened and closed under load. A connection is replaced after ``recycle`` seconds, and
+    dropped once broken."""
+
+    def __init__(self, conninfo: str, size: int, recycle: float = 1800) -> None:
+        self.conninfo, self.recycle = conninfo, recycle
+        self.loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[tuple[float, Any]] = []
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A psycopg AsyncConnection in autocommit mode, for the block's exclusive use."""
+        import psycopg
+
+        async with self._slots:
+            born, conn = self._idle.pop() if self._idle else (0.0, None)
+            if conn is not None and time.monotonic() - born > self.recycle:
+                await conn.close()
+                conn = None
+            if conn is None:
+                born = time.monotonic()
+                conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            try:
+                yield conn
+            finally:
+                # Kept only if idle: a block cut short mid-query (cancelled) leaves it busy.
+                if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                    self._idle.append((born, conn))
+                elif not conn.closed:
+                    await conn.close()
+
+
+_async_pool: AsyncPool | None = None
+
+
+def async_pool() -> AsyncPool | None:
+    """This process's AsyncPool (sized as the engine's pool without overflow) on PostgreSQL
+    when sessions are bound to the engine; None otherwise (SQLite; tests binding sessions to one
+    connection, whose transaction only that connection can join): use a thread then."""
+    global _async_pool
+    engine = get_engine()
+    if engine.dialect.name != "postgresql" or not isinstance(
+        session_factory().kw.get("bind"), Engine
+    ):
+        return None
+    loop = asyncio.get_running_loop()
+    if _async_pool is None or _async_pool.loop is not loop:
+        size = getattr(engine.pool, "size", None)
+        size = int(size()) if callable(size) else 10
+        url = engine.url.set(drivername="postgresql")
+        _async_pool = AsyncPool(url.render_as_string(hide_password=False), size)
+    return _async_pool
 
 
 @contextmanager

@@ -468,6 +468,18 @@ def api_member(db: DbSession, creds: Credentials = Depends(_member_bearer)) -> A
     return _member_from_token(db, token)
 
 
+async def api_member_ids(creds: Credentials = Depends(_member_bearer)) -> tuple[int, int]:
+    """(tenant_id, member_id) of a valid member token, read without the database: for hot
+    paths whose own query makes sure the member exists (else they raise InvalidToken)."""
+    token = creds.credentials if creds else None
+    if not token:
+        raise Unauthenticated()
+    found = security.read_member_token(token)
+    if found is None:
+        raise InvalidToken()
+    return found
+
+
 def _member_from_token(db: Session, token: str) -> Any:
     from siyu.members.models import Member
 
