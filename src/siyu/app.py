@@ -128,6 +128,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        from siyu.core.db import close_async_pool
+
+        await close_async_pool()
         if consumer is not None:
             consumer.stop(graceful=True)
 

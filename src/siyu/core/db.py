@@ -218,8 +218,22 @@ class AsyncPool:
                 elif not conn.closed:
                     await conn.close()
 
+    async def aclose(self) -> None:
+        """Close the idle connections (at shutdown; a block still running closes its own)."""
+        idle, self._idle = self._idle, []
+        for _, conn in idle:
+            await conn.close()
+
 
 _async_pool: AsyncPool | None = None
+
+
+async def close_async_pool() -> None:
+    """Close this process's AsyncPool if it has one on the running loop (app shutdown)."""
+    global _async_pool
+    pool, _async_pool = _async_pool, None
+    if pool is not None and pool.loop is asyncio.get_running_loop():
+        await pool.aclose()
 
 
 def async_pool() -> AsyncPool | None:
