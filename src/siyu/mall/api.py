@@ -302,6 +302,7 @@ def _redeem(db: Session, claim: tuple[int, int], item_id: int, body: RedeemIn, k
         address_id=body.address_id,
         idempotency_key=key,
         listed_only=True,
+        savepoint=False,  # in_one_thread rolls the request back whole on any error
     )
 
 
