@@ -340,6 +340,9 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", help="Web processes")] = 1,
 ) -> None:
     """Run the web app (and, on the embedded default, a job consumer in-process)."""
+    # With --workers N each web process listens on a socket of its own (SO_REUSEPORT, IPv4): the
+    # kernel spreads new connections over them. A second `siyu serve` started by the same user
+    # on the same port therefore shares the port instead of failing to bind.
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
