@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import socket
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -340,9 +341,9 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", help="Web processes")] = 1,
 ) -> None:
     """Run the web app (and, on the embedded default, a job consumer in-process)."""
-    # With --workers N each web process listens on a socket of its own (SO_REUSEPORT, IPv4): the
-    # kernel spreads new connections over them. A second `siyu serve` started by the same user
-    # on the same port therefore shares the port instead of failing to bind.
+    # With --workers N each web process listens on a socket of its own (SO_REUSEPORT; IPv4 on
+    # Linux): the kernel spreads new connections over them. A second `siyu serve` started by the
+    # same user on the same port therefore shares the port instead of failing to bind.
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -361,7 +362,8 @@ def serve(
         # on a busy machine (a deploy during a live broadcast) can take longer than that.
         timeout_worker_healthcheck=60,
     )
-    if workers < 2 or not hasattr(socket, "SO_REUSEPORT") or ":" in host:
+    # Only Linux balances connections over SO_REUSEPORT sockets.
+    if workers < 2 or not sys.platform.startswith("linux") or ":" in host:
         uvicorn.run("siyu.cli:web_app", **options)
         return
     config = uvicorn.Config("siyu.cli:web_app", **options)
