@@ -8,8 +8,8 @@ What one "check-in" is: ``POST /api/v1/me/checkins`` with a member's bearer toke
 day and grants the rule's points through the ledger (journal entry, postings, lot). Every
 request is a different member (each may check in once a day), so nothing is a replay.
 
-The server is started as in production: what ``siyu serve --workers N`` runs (uvicorn worker
-processes; see ``SERVE`` for the one setting added),
+The server is started as in production: ``siyu serve --workers N`` (uvicorn worker
+processes, each on its own SO_REUSEPORT socket, the startup heap frozen),
 ``SIYU_ENV=production``, a real secret, the job queue on Redis so no consumer runs in the web
 processes) against a fresh PostgreSQL database built by Alembic. The members are inserted in
 bulk with their wallets open (fans who already earned points), then the clients run.
@@ -179,20 +179,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# What `siyu serve --bind … --workers N` runs (src/siyu/cli.py), with one difference: uvicorn
-# kills a worker that has not answered its supervisor's ping within 5 s, which on this shared,
-# loaded 2-core machine happens while workers are still importing, in an endless restart loop.
-SERVE = """
-import sys, uvicorn
-from siyu.core import logs
-host, port = sys.argv[1].rsplit(":", 1)
-logs.configure()
-uvicorn.run("siyu.app:create_app", factory=True, host=host, port=int(port),
-            workers=int(sys.argv[2]), proxy_headers=True, access_log=False, log_config=None,
-            timeout_worker_healthcheck=120)
-"""
-
-
 def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -208,7 +194,14 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
         prefix="siyu-bench-serve-", suffix=".log", delete=False
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE, f"127.0.0.1:{port}", str(workers)],
+        [
+            str(ROOT / ".venv/bin/siyu"),
+            "serve",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+        ],
         env=env,
         stdout=log,
         stderr=log,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+import gc
+import socket
+import sys
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -338,13 +341,16 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", help="Web processes")] = 1,
 ) -> None:
     """Run the web app (and, on the embedded default, a job consumer in-process)."""
+    # With --workers N each web process listens on a socket of its own (SO_REUSEPORT; IPv4 on
+    # Linux): the kernel spreads new connections over them. A second `siyu serve` started by the
+    # same user on the same port therefore shares the port instead of failing to bind.
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     settings = get_settings()
     host, port = (bind or settings.bind).rsplit(":", 1)
     logs.configure()
-    uvicorn.run(
-        "siyu.app:create_app",
+    options: dict[str, Any] = dict(
         factory=True,
         host=host,
         port=int(port),
@@ -356,6 +362,62 @@ def serve(
         # on a busy machine (a deploy during a live broadcast) can take longer than that.
         timeout_worker_healthcheck=60,
     )
+    # Only Linux balances connections over SO_REUSEPORT sockets.
+    if workers < 2 or not sys.platform.startswith("linux") or ":" in host:
+        uvicorn.run("siyu.cli:web_app", **options)
+        return
+    config = uvicorn.Config("siyu.cli:web_app", **options)
+    try:
+        reservation = _PortReservation.reserve(host, int(port))
+    except OSError as err:
+        console.print(f"[red]error[/red] cannot listen on {host}:{port}: {err}", highlight=False)
+        raise typer.Exit(3) from None
+    Multiprocess(config, sockets=[reservation]).run()
+
+
+def web_app() -> Any:
+    """The app of one web process. Everything built so far (modules, routes, schemas, mappers)
+    lives as long as the process: ``gc.freeze()`` takes it out of the collector's full
+    collections, which otherwise walked all of it and stalled every request of the process
+    for 100–300 ms a few times a minute under load (benchmarks/README.md, flash_redeem)."""
+    from siyu.app import create_app
+
+    app = create_app()
+    gc.collect()
+    gc.freeze()
+    return app
+
+
+class _PortReservation(socket.socket):
+    """The port, bound with SO_REUSEPORT but never listened on; each web process that
+    unpickles it gets a listening socket of its own on the same port.
+
+    With one socket shared by the processes, whichever woke first accepted every connection
+    waiting (a client's or proxy's burst of keep-alive connections all landed on one process,
+    24 to 0, and stayed there); the kernel spreads connections over SO_REUSEPORT sockets."""
+
+    @classmethod
+    def reserve(cls, host: str, port: int) -> _PortReservation:
+        sock = cls(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_own_listener, self.getsockname())
+
+
+def _own_listener(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
 
 
 @app.command("worker")

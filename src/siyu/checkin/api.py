@@ -16,10 +16,10 @@ from siyu.core import db as dbmod
 from siyu.core.errors import Forbidden, InvalidToken
 from siyu.core.web import (
     DbSession,
+    MemberClaim,
     TxRoute,
     _db_slots,
     api_member,
-    api_member_ids,
     problems,
     requires,
 )
@@ -53,9 +53,7 @@ def _result(r: service.Result) -> CheckinResult:
     )
 
 
-async def check_in(
-    request: Request, ids: Annotated[tuple[int, int], Depends(api_member_ids)]
-) -> Response:
+async def check_in(request: Request, ids: MemberClaim) -> Response:
     """Today's check-in (tenant-local day). Safe to repeat: points are paid once a day."""
     # The busiest member route (everyone taps it when a broadcast starts): no request-wide
     # Session (a plain APIRoute, not TxRoute), the token read without a query, and on

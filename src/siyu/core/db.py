@@ -90,8 +90,10 @@ def make_engine(url: str, **kw: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    kw.setdefault("pool_size", 10)
-    kw.setdefault("max_overflow", 20)
+    # Every connection the pool may open is kept: an overflow connection would be closed on its
+    # return and opened again by the next request (a new backend per request under load).
+    kw.setdefault("pool_size", 30)
+    kw.setdefault("max_overflow", 0)
     # No pre-ping (a round trip per transaction); a dropped connection is discarded on its
     # error and connections are recycled before servers' idle timeouts.
     kw.setdefault("pool_recycle", 1800)

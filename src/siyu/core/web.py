@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import jinja2
@@ -41,6 +41,7 @@ from siyu.core.errors import (
 )
 
 log = logging.getLogger("siyu.web")
+T = TypeVar("T")
 PROBLEM = "application/problem+json"
 
 
@@ -59,25 +60,41 @@ def _db_slots(request: Request) -> anyio.Semaphore:
 
 
 _request_db: ContextVar[Session | None] = ContextVar("siyu_request_db", default=None)
-_COMMITTED = "siyu.committed"
+_SETTLED = "siyu.settled"
 
 
 def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """A sync endpoint that commits its request's transaction in its own worker thread as soon
-    as it returns a non-error result: no extra thread hop, and a hot row (the last units of a
-    flash sale) is unlocked the moment the work is done instead of after a trip through the
-    event loop. ``functools.wraps``: FastAPI reads the endpoint's signature through it."""
+    as it returns a non-error result, and rolls it back there when it raises: no extra thread
+    hop, and a hot row (the last units of a flash sale) is unlocked the moment the work is done
+    instead of after a trip through the event loop. ``functools.wraps``: FastAPI reads the
+    endpoint's signature through it."""
 
     @functools.wraps(endpoint)
     def run(*args: Any, **kwargs: Any) -> Any:
-        result = endpoint(*args, **kwargs)
         db = _request_db.get()
+        try:
+            result = endpoint(*args, **kwargs)
+        except BaseException:
+            if db is not None:
+                db.rollback()
+                db.info[_SETTLED] = True
+            raise
         if db is not None and not (isinstance(result, Response) and result.status_code >= 400):
             db.commit()
-            db.info[_COMMITTED] = True
+            db.info[_SETTLED] = True
         return result
 
     return run
+
+
+async def in_one_thread(work: Callable[..., T], *args: Any) -> T:
+    """For an ``async`` endpoint of a ``TxRoute``: run ``work(*args)`` and commit (or, if it
+    raises, roll back) in one worker thread — one thread hop for the whole request where a
+    sync endpoint with a sync dependency takes two or three."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(_committing(work), *args)
 
 
 def _end(db: Session, commit: bool) -> None:
@@ -115,12 +132,15 @@ class TxRoute(APIRoute):
             try:
                 response = await handler(request)
             except BaseException:
-                await run_in_threadpool(_end, db, False)
+                if db.info.get(_SETTLED) and not db.in_transaction():
+                    db.close()  # rolled back by the endpoint's thread
+                else:
+                    await run_in_threadpool(_end, db, False)
                 raise
             finally:
                 _request_db.reset(token)
             ok = response.status_code < 400
-            if ok and db.info.get(_COMMITTED) and not db.in_transaction():
+            if ok and db.info.get(_SETTLED) and not db.in_transaction():
                 db.close()  # committed by the endpoint's thread: nothing left that does I/O
             else:
                 # Commit (or roll back) and close in one thread hop: under load every hop is a
@@ -461,16 +481,13 @@ def requires(permission: str, *, page: bool = False) -> Any:
 # --- members ----------------------------------------------------------------------------------
 
 
-def api_member(db: DbSession, creds: Credentials = Depends(_member_bearer)) -> Any:
-    token = creds.credentials if creds else None
-    if not token:
-        raise Unauthenticated()
-    return _member_from_token(db, token)
+def api_member(db: DbSession, claim: MemberClaim) -> Any:
+    return member_of(db, claim)
 
 
-async def api_member_ids(creds: Credentials = Depends(_member_bearer)) -> tuple[int, int]:
-    """(tenant_id, member_id) of a valid member token, read without the database: for hot
-    paths whose own query makes sure the member exists (else they raise InvalidToken)."""
+async def _member_claim(creds: Credentials = Depends(_member_bearer)) -> tuple[int, int]:
+    """(tenant id, member id) of a signed member token: checked without the database, so no
+    thread hop, and a request without a valid token is refused before its body is looked at."""
     token = creds.credentials if creds else None
     if not token:
         raise Unauthenticated()
@@ -480,19 +497,28 @@ async def api_member_ids(creds: Credentials = Depends(_member_bearer)) -> tuple[
     return found
 
 
-def _member_from_token(db: Session, token: str) -> Any:
+# For an endpoint that loads the member with ``member_of`` in its own worker thread
+# (``in_one_thread``) instead of in a thread hop of its own (``api_member``).
+MemberClaim = Annotated[tuple[int, int], Depends(_member_claim)]
+
+
+def member_of(db: Session, claim: tuple[int, int]) -> Any:
     from siyu.members.models import Member
 
-    found = security.read_member_token(token)
-    if found is None:
-        raise InvalidToken()
-    tenant_id, member_id = found
+    tenant_id, member_id = claim
     # lazyload: every member request authenticates here; tags and accounts (selectin by
     # default, two more queries) load only if the route reads them.
     member = db.get(Member, member_id, options=[lazyload("*")])
     if member is None or member.tenant_id != tenant_id:
         raise InvalidToken()
     return member
+
+
+def _member_from_token(db: Session, token: str) -> Any:
+    found = security.read_member_token(token)
+    if found is None:
+        raise InvalidToken()
+    return member_of(db, found)
 
 
 def page_member(request: Request, db: DbSession) -> Any:

@@ -5,7 +5,8 @@ Redemption (``redeem``), in one transaction:
    ``mall.not_available`` (unlisted or outside its window), ``mall.tier_required``,
    ``mall.address_required``, ``mall.out_of_stock`` (stock as last read), ``points.insufficient``
    (balance as last read), ``mall.limit_reached`` (per member per tenant-local day / in total);
-2. inside a SAVEPOINT (a failure leaves nothing behind, even for a caller that goes on):
+2. inside a SAVEPOINT (a failure leaves nothing behind, even for a caller that goes on; the
+   API, which rolls its whole transaction back on any error, skips it: ``savepoint=False``):
    lock the member row (serialises one member's redemptions, so limits hold under
    concurrency), ``ledger.spend`` with the key ``mall:<idempotency key>``, re-count the limits,
    take stock with a conditional ``UPDATE … SET stock = stock - q WHERE stock >= q`` (no
@@ -24,6 +25,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -395,20 +397,43 @@ def redeem(
     idempotency_key: str,
     quantity: int = 1,
     address_id: int | None = None,
+    listed_only: bool = False,
+    savepoint: bool = True,
 ) -> m.Order:
     """Spend the member's points on an item and take its stock, all or nothing.
 
     Raises (before taking anything, in this order) ItemNotFound, NotAvailable, OutOfStock,
     TierRequired, AddressRequired, AddressNotFound, InsufficientPoints, LimitReached. A repeat
     with the same key returns the first order; the same key for another item raises
-    IdempotencyConflict.
+    IdempotencyConflict. ``listed_only`` (members): an unlisted item is ItemNotFound, before
+    anything else, replays included. ``savepoint=False``: only for a caller that rolls back its
+    whole transaction when this raises; the item's row is then held from the stock UPDATE to
+    COMMIT without a RELEASE SAVEPOINT round trip in between.
     """
     _check_key(idempotency_key)
     if not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
         raise InvalidItem(field="quantity", problem=_("1 to {n}").format(n=MAX_QUANTITY))
-    if (found := _find_order(db, tenant_id, idempotency_key)) is not None:
+    # The item and the key's order in one round trip: in a flash sale nearly every attempt is
+    # answered from this row alone (sold out), with no write and no other query.
+    row = db.execute(
+        select(
+            m.Item,
+            select(m.Order.id)
+            .where(m.Order.tenant_id == tenant_id, m.Order.idempotency_key == idempotency_key)
+            .scalar_subquery(),
+        ).where(m.Item.id == item_id, m.Item.tenant_id == tenant_id)
+    ).first()
+    item, found_id = (row[0], row[1]) if row is not None else (None, None)
+    if listed_only and (item is None or not item.is_listed):
+        raise ItemNotFound(item_id=item_id)
+    if item is None:
+        if (found := _find_order(db, tenant_id, idempotency_key)) is not None:
+            return _replay(found, member_id=member_id, item_id=item_id, quantity=quantity)
+        raise ItemNotFound(item_id=item_id)
+    if found_id is not None:
+        found = db.get(m.Order, found_id)
+        assert found is not None
         return _replay(found, member_id=member_id, item_id=item_id, quantity=quantity)
-    item = get_item(db, tenant_id=tenant_id, item_id=item_id)
     if item.kind == m.COUPON and quantity != 1:
         raise InvalidItem(field="quantity", problem=_("one code per redemption"))
     now = clock.now()
@@ -442,7 +467,7 @@ def redeem(
     _check_limits(db, item, member_id, quantity, today)
 
     # 2. The writes, all or nothing.
-    with db.begin_nested():
+    with db.begin_nested() if savepoint else nullcontext():
         # FOR NO KEY UPDATE: serialises this member's redemptions (so the limits re-counted
         # below hold) without blocking inserts that merely reference the member row.
         locked = db.scalar(
