@@ -174,3 +174,46 @@ def test_rows_sql_is_unsure_of_are_parsed_by_python_and_imported(db, tmp_path, c
         "5102": ("tb_窄后", 2100),
         "5103": ("tb_晚", 3100),
     }
+
+
+@pytest.mark.parametrize("staging", [True, False])
+def test_imported_orders_take_the_session_live_when_they_were_paid(db, tmp_path, staging):
+    """Without a session option or column, each order joins the session live at its payment
+    time (the latest-starting one if two overlap; never a cancelled one or another
+    platform's), so per-session statistics count it, on either path."""
+    import datetime as dt
+
+    from siyu.live import service as live
+    from tests.factories import make_session
+
+    def local(day: int, hour: int, minute: int = 0) -> dt.datetime:
+        tz = dt.timezone(dt.timedelta(hours=8))
+        return dt.datetime(2026, 11, day, hour, minute, tzinfo=tz)
+
+    tenant = make_tenant(db)
+    evening = make_session(db, tenant, theme="美妆节", starts_at=local(11, 19), hours=4)
+    flash = make_session(db, tenant, theme="秒杀", starts_at=local(11, 20), hours=1)
+    gone = make_session(db, tenant, theme="取消", starts_at=local(11, 0), hours=24)
+    live.transition(db, tenant_id=tenant.id, session_id=gone.id, action="cancel")
+    make_session(db, tenant, theme="抖音场", starts_at=local(11, 0), hours=24, platform="douyin")
+    rows = [
+        TbRow("7001", "a", "10", paid_at="2026-11-11 20:01:02"),  # both: the later start wins
+        TbRow("7002", "b", "10", paid_at="2026/11/11 22:30"),  # the evening session only
+        TbRow("7003", "c", "10", paid_at="2026-11-12 10:00:00"),  # no session then
+        TbRow("7004", "d", "0元", status="unpaid", paid_at=""),  # never paid
+    ]
+    path = tmp_path / "sessions.csv"
+    path.write_bytes(taobao_csv(rows))
+    imp = service.create_import(
+        db, tenant_id=tenant.id, filename=path.name, fmt=None, session_id=None
+    )
+    db.flush()
+
+    assert flows.run_import(imp.id, path, staging=staging).status == "done"
+    db.expire_all()
+    placed = dict(
+        db.execute(
+            select(m.Order.order_no, m.Order.session_id).where(m.Order.tenant_id == tenant.id)
+        ).all()
+    )
+    assert placed == {"7001": flash.id, "7002": evening.id, "7003": None, "7004": None}

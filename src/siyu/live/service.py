@@ -878,6 +878,36 @@ def session_at(db: Session, *, tenant_id: int, platform: str, instant: dt.dateti
     return int(found) if found is not None else None
 
 
+def session_windows(
+    db: Session, *, tenant_id: int, platform: str
+) -> list[tuple[int, dt.datetime, dt.datetime]]:
+    """(id, start, end) of the tenant's sessions on ``platform`` that can hold an order (not
+    cancelled; actual times when known, else planned), latest-starting first: ``session_at``
+    for a whole import at once (``window_at``)."""
+    start = func.coalesce(LiveSession.started_at, LiveSession.starts_at)
+    end = func.coalesce(LiveSession.ended_at, LiveSession.ends_at)
+    rows = db.execute(
+        select(LiveSession.id, start, end)
+        .where(
+            LiveSession.tenant_id == tenant_id,
+            LiveSession.platform == platform,
+            LiveSession.status != CANCELLED,
+        )
+        .order_by(start.desc(), LiveSession.id.desc())
+    )
+    return [(int(i), clock.as_utc(a), clock.as_utc(b)) for i, a, b in rows]
+
+
+def window_at(
+    windows: Sequence[tuple[int, dt.datetime, dt.datetime]], instant: dt.datetime
+) -> int | None:
+    """The session of ``session_windows`` live at ``instant`` (as ``session_at``), or None."""
+    for session_id, start, end in windows:
+        if start <= instant < end:
+            return session_id
+    return None
+
+
 # --- preview card and shopping guide ----------------------------------------------------------
 
 PLATFORM_LABELS = {"taobao": "淘宝直播", "douyin": "抖音直播", "kuaishou": "快手直播"}

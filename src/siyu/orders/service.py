@@ -28,8 +28,10 @@ Refund (``_refund``): kept = points × net ÷ paid (rounded down; a closed order
   from the wallet, and as debt that the member's next earnings settle first if spent.
 
 Sessions: an order's ``session_id`` comes from the import (an explicit option or a column);
-without one, crediting a claim sets it to the session live when the order was paid
-(``live.session_at``), which is what the session's multiplier and its funnel count.
+without one, the import sets it to the session live when the order was paid (``live.
+session_windows``: the session's actual start and end when known, else the planned ones), and
+so does crediting a claim of an order imported before that session existed
+(``live.session_at``): that is what the session's multiplier, statistics and funnel count.
 Expired claims tell their member through messaging (``_tell_expired``).
 """
 
@@ -239,6 +241,7 @@ def import_batch(
     rejects = [r for r in items if isinstance(r, Reject)]
     add_rejects(db, tenant_id=tenant_id, import_id=import_id, rejects=rejects)
     rows = sum(1 + r.merged for r in records)
+    _place_in_sessions(db, tenant_id=tenant_id, records=records)
     latest: dict[tuple[str, str], Record] = {}
     for r in records:
         latest[(r.platform, r.order_no)] = r  # last state wins
@@ -246,6 +249,20 @@ def import_batch(
     if latest:
         _after_import(db, tenant_id=tenant_id, keys=list(latest))
     return BatchResult(imported=inserted, updated=rows - inserted, rejected=len(rejects))
+
+
+def _place_in_sessions(db: Session, *, tenant_id: int, records: list[Record]) -> None:
+    """Records without a session get the one live when they were paid, if any."""
+    from siyu.live import service as live
+
+    windows: dict[str, list[tuple[int, dt.datetime, dt.datetime]]] = {}
+    for r in records:
+        if r.session_id is None and r.paid_at is not None:
+            if r.platform not in windows:
+                windows[r.platform] = live.session_windows(
+                    db, tenant_id=tenant_id, platform=r.platform
+                )
+            r.session_id = live.window_at(windows[r.platform], r.paid_at)
 
 
 _COLUMNS = (
@@ -372,13 +389,34 @@ def upsert_normalised(
     (line, order_no, buyer, paid_fen, refund_fen, status, ordered_at, paid_at, items, ok);
     the ``ok`` rows of lines [lo, hi] are written, the last line per order number winning.
     Returns (new orders, rows written including the superseded duplicates)."""
+    from siyu.live import service as live
+
+    params: dict[str, Any] = {}
+    session = ":session"
+    windows = (
+        live.session_windows(db, tenant_id=imp.tenant_id, platform="taobao")
+        if imp.session_id is None
+        else []
+    )
+    if windows:  # the session live at payment (live.window_at, in SQL)
+        session = (
+            "(SELECT w.id FROM unnest(CAST(:w_ids AS integer[]), CAST(:w_starts AS "
+            "timestamptz[]), CAST(:w_ends AS timestamptz[])) AS w(id, s, e) "
+            "WHERE w.s <= last.paid_at AND last.paid_at < w.e ORDER BY w.s DESC, w.id DESC "
+            "LIMIT 1)"
+        )
+        params = {
+            "w_ids": [w[0] for w in windows],
+            "w_starts": [w[1] for w in windows],
+            "w_ends": [w[2] for w in windows],
+        }
     new, valid = db.execute(
         text(
             f"WITH src AS (SELECT * FROM {table} WHERE ok AND line BETWEEN :lo AND :hi), "
             "last AS (SELECT DISTINCT ON (order_no) * FROM src ORDER BY order_no, line DESC), "
             f"up AS (INSERT INTO orders ({', '.join(_COLUMNS)}) "
             "SELECT :t, 'taobao', order_no, buyer, paid_fen, least(refund_fen, paid_fen), status, "
-            "ordered_at, paid_at, items, :session, :imp, :now FROM last "
+            f"ordered_at, paid_at, items, {session}, :imp, :now FROM last "
             f"ON CONFLICT (tenant_id, platform, order_no) DO UPDATE SET {_UPDATE_SET} "
             "RETURNING (xmax = 0) AS new) "
             "SELECT (SELECT count(*) FROM up WHERE new), (SELECT count(*) FROM src)"
@@ -390,6 +428,7 @@ def upsert_normalised(
             "imp": imp.id,
             "session": imp.session_id,
             "now": now,
+            **params,
         },
     ).one()
     return int(new), int(valid)
