@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import pytest
 
@@ -24,6 +26,24 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str
     return line, headers, body
 
 
+def in_own_loop(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main`` on a fresh event loop in a thread of its own: whatever loop an earlier test
+    left in this thread (Playwright's sync API keeps one) cannot get in the way."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as err:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(err)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
 def run(handler: Handler, scenario: Callable[[str], Awaitable[None]]) -> None:
     async def main() -> None:
         server = await asyncio.start_server(handler, "127.0.0.1", 0)
@@ -33,7 +53,7 @@ def run(handler: Handler, scenario: Callable[[str], Awaitable[None]]) -> None:
         finally:
             server.close()
 
-    asyncio.run(main())
+    in_own_loop(main)
 
 
 def client(timeout: float = 5.0) -> http.Client:
@@ -139,7 +159,7 @@ def test_refused_connections_and_bad_urls_are_clear():
             await c.request("GET", http.Target.parse("http://127.0.0.1:9/x"))
         await c.aclose()
 
-    asyncio.run(scenario())
+    in_own_loop(scenario)
     with pytest.raises(ValueError, match="not an http"):
         http.Target.parse("ftp://example.com/x")
 
