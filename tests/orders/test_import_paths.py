@@ -217,3 +217,33 @@ def test_imported_orders_take_the_session_live_when_they_were_paid(db, tmp_path,
         ).all()
     )
     assert placed == {"7001": flash.id, "7002": evening.id, "7003": None, "7004": None}
+
+
+def test_the_sweep_drops_staging_tables_an_interrupted_import_left(db):
+    """A worker killed mid-import leaves its UNLOGGED staging tables; the hourly sweep drops
+    those of imports that finished or failed since, and keeps a running import's."""
+    from sqlalchemy import text
+
+    from siyu.orders import staged
+
+    tenant = make_tenant(db)
+    finished, running = (
+        service.create_import(db, tenant_id=tenant.id, filename=n, fmt=None, session_id=None)
+        for n in ("done.csv", "running.csv")
+    )
+    finished.status, running.status = m.DONE, m.RUNNING
+    db.flush()
+    if db.get_bind().dialect.name != "postgresql":
+        assert staged.sweep() == 0  # SQLite never stages
+        return
+    names = [f"orders_stage_{i}{end}" for i in (finished.id, running.id) for end in ("", "_n")]
+    for name in names:
+        db.execute(text(f"CREATE UNLOGGED TABLE {name} (line bigint)"))
+
+    dropped = staged.sweep()
+
+    left = set(
+        db.scalars(text("SELECT tablename FROM pg_tables WHERE tablename = ANY(:n)"), {"n": names})
+    )
+    assert left == set(names[2:])  # the running import's
+    assert dropped >= 2

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from siyu.core import clock
@@ -131,6 +131,33 @@ def run(
                 progress(imp)
     finally:
         _drop(table)
+
+
+def sweep() -> int:
+    """Drop the staging tables an interrupted import left behind (its process died mid-run):
+    those of imports that are done or failed since, or gone. A running import's tables stay
+    (re-running it drops them first). PostgreSQL only; returns the tables dropped."""
+    with unit_of_work() as db:
+        if db.get_bind().dialect.name != "postgresql":
+            return 0
+        names = db.scalars(
+            text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename ~ '^orders_stage_[0-9]+(_v|_n)?$'"
+            )
+        ).all()
+        ids = {int(n.split("_")[2]) for n in names}
+        running = set(
+            db.scalars(
+                select(m.Import.id).where(m.Import.id.in_(ids), m.Import.status == m.RUNNING)
+            )
+        )
+        stale = [n for n in names if int(n.split("_")[2]) not in running]
+        for name in stale:
+            db.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
+    if stale:
+        log.info("orders import: dropped %d leftover staging table(s)", len(stale))
+    return len(stale)
 
 
 def _drop(table: str) -> None:

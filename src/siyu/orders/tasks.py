@@ -7,7 +7,7 @@ from huey import crontab
 
 from siyu.core.db import unit_of_work
 from siyu.core.jobs import huey
-from siyu.orders import flows, service
+from siyu.orders import flows, service, staged
 
 log = logging.getLogger("siyu.orders")
 
@@ -34,3 +34,9 @@ def expire_claims() -> int:
         total += n
         if n < 500:
             return total
+
+
+@huey.periodic_task(crontab(minute="17"), name="orders.sweep_staging")  # type: ignore[untyped-decorator]
+def sweep_staging() -> int:
+    """Hourly: drop staging tables that an import interrupted by a crash left behind."""
+    return staged.sweep()
