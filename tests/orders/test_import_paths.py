@@ -247,3 +247,33 @@ def test_the_sweep_drops_staging_tables_an_interrupted_import_left(db):
     )
     assert left == set(names[2:])  # the running import's
     assert dropped >= 2
+
+
+def test_an_import_whose_worker_died_fails_with_a_clear_message(db, clock):
+    """A running import records progress every few seconds; one that has not moved for a
+    quarter of an hour lost its worker: it fails (the console stops saying "running") with a
+    message to upload again. A moving one, or a finished one, is left alone."""
+    from siyu.orders import tasks
+
+    tenant = make_tenant(db)
+    stalled, moving, done = (
+        service.create_import(db, tenant_id=tenant.id, filename=n, fmt=None, session_id=None)
+        for n in ("stalled.csv", "moving.csv", "done.csv")
+    )
+    for imp in (stalled, moving, done):
+        service.start_import(db, imp)
+    service.finish_import(db, done, status=m.DONE)
+    db.flush()
+    clock.advance(minutes=10)
+    service.count_batch(db, moving, service.BatchResult(5, 0, 0), position=100)
+    db.flush()
+    clock.advance(minutes=6)  # stalled: 16 min without progress; moving: 6
+
+    result = tasks.sweep_interrupted.call_local()
+
+    db.expire_all()
+    assert result["failed"] == 1
+    assert (stalled.status, moving.status, done.status) == (m.FAILED, m.RUNNING, m.DONE)
+    assert "upload the file again" in stalled.error or "重新上传" in stalled.error
+    page = service.get_import(db, tenant_id=tenant.id, import_id=stalled.id)
+    assert page.finished_at == clock.now

@@ -83,6 +83,11 @@ class Import(Base):
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Stamped by every change of the row (status, counters, bytes read): a running import
+    # whose stamp stops moving lost its worker (service.fail_stalled_imports).
+    progress_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime, default=clock.now, onupdate=clock.now
+    )
 
 
 class ImportReject(Base):

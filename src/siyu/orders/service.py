@@ -208,6 +208,36 @@ def finish_import(db: Session, imp: m.Import, *, status: str, error: str = "") -
     db.flush()
 
 
+# A running import records progress every few seconds (each staged piece, each batch).
+STALLED_AFTER = dt.timedelta(minutes=15)
+
+
+def fail_stalled_imports(db: Session, *, now: dt.datetime | None = None) -> list[int]:
+    """Running imports whose progress has not moved for ``STALLED_AFTER``: their worker died
+    mid-file (the job queue does not run a killed job again). They fail with a message that
+    tells the operator to upload the file again, instead of showing "running" for ever.
+    Returns their ids."""
+    cutoff = (now or clock.now()) - STALLED_AFTER
+    stalled = db.scalars(
+        select(m.Import)
+        .where(
+            m.Import.status == m.RUNNING,
+            func.coalesce(m.Import.progress_at, m.Import.created_at) < cutoff,
+        )
+        .with_for_update(skip_locked=True)
+    ).all()
+    for imp in stalled:
+        finish_import(
+            db,
+            imp,
+            status=m.FAILED,
+            error=_(
+                "The import stopped midway (its worker was interrupted): upload the file again."
+            ),
+        )
+    return [imp.id for imp in stalled]
+
+
 def add_rejects(db: Session, *, tenant_id: int, import_id: int, rejects: list[Reject]) -> None:
     """Report rows of an import's file that were not imported (line, column, reason)."""
     if rejects:

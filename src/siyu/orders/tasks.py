@@ -36,7 +36,12 @@ def expire_claims() -> int:
             return total
 
 
-@huey.periodic_task(crontab(minute="17"), name="orders.sweep_staging")  # type: ignore[untyped-decorator]
-def sweep_staging() -> int:
-    """Hourly: drop staging tables that an import interrupted by a crash left behind."""
-    return staged.sweep()
+@huey.periodic_task(crontab(minute="*/5"), name="orders.sweep_interrupted")  # type: ignore[untyped-decorator]
+def sweep_interrupted() -> dict[str, int]:
+    """Imports whose worker died mid-file: failed (so the console stops showing them running),
+    and their staging tables dropped."""
+    with unit_of_work() as db:
+        failed = service.fail_stalled_imports(db)
+    if failed:
+        log.warning("orders imports interrupted", extra={"import_ids": failed})
+    return {"failed": len(failed), "tables_dropped": staged.sweep()}
