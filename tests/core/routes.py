@@ -133,6 +133,7 @@ CALLS: dict[tuple[str, str], Call] = {
             "target": {"kind": "all_members"},
         }
     ),
+    ("POST", "/api/v1/schedules/defaults"): Call(json={}),
     ("GET", "/api/v1/schedules/{schedule_id}"): Call(),
     ("POST", "/api/v1/schedules/{schedule_id}/pause"): Call(json={}),
     ("POST", "/api/v1/schedules/{schedule_id}/resume"): Call(json={}),
@@ -162,6 +163,7 @@ CALLS: dict[tuple[str, str], Call] = {
             "template": "walker-tpl",
         }
     ),
+    ("POST", "/admin/schedules/defaults"): Call(form={}),
     ("POST", "/admin/schedules/{schedule_id}/pause"): Call(form={"paused": "1"}),
     ("GET", "/m/{slug}/messages"): Call(),
     # live (issue 6)

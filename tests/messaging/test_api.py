@@ -130,3 +130,70 @@ def test_member_h5_messages_page_shows_own_messages_and_marks_them_read(db, clie
     assert 'class="unread"' in page.text
     assert service.unread_count(db, tenant_id=tenant.id, member_id=fan.id) == 0
     assert 'class="unread"' not in client.get(f"/m/{tenant.slug}/messages").text
+
+
+def test_operator_restores_the_ready_made_daily_rhythm_without_touching_edits(db, client):
+    """A tenant whose 13:00 preview was deleted and whose 19:30 was moved to 20:00 gets the
+    missing one back, paused; the edited one stays as edited; repeating changes nothing; an
+    analyst may not."""
+    from sqlalchemy import delete
+
+    from siyu.messaging import schedules
+    from siyu.messaging.models import Schedule
+
+    tenant = make_tenant(db)
+    headers = token_headers(db, make_operator(db, tenant))
+    db.execute(
+        delete(Schedule).where(Schedule.tenant_id == tenant.id, Schedule.key == "live-preview")
+    )
+    moved = schedules.save_schedule(
+        db,
+        tenant_id=tenant.id,
+        key="live-start",
+        name="开播",
+        kind="daily",
+        time="20:00",
+        template_key="sop-live-start",
+        target=service.Target(kind="all_members"),
+        channels=["inbox"],
+        paused=False,
+    )
+    db.flush()
+
+    first = client.post("/api/v1/schedules/defaults", headers=headers)
+    again = client.post("/api/v1/schedules/defaults", headers=headers)
+    analyst = client.post(
+        "/api/v1/schedules/defaults",
+        headers=token_headers(db, make_operator(db, tenant, role="analyst")),
+    )
+
+    assert first.status_code == 200, first.text
+    rows = {s["key"]: s for s in first.json()}
+    assert set(rows) == {"checkin-reminder", "live-preview", "live-start"}
+    assert rows["live-preview"]["paused"] is True
+    assert (rows["live-start"]["id"], rows["live-start"]["paused"]) == (moved.id, False)
+    assert rows["live-start"]["next_runs"]  # still running, at 20:00
+    assert [s["id"] for s in again.json()] == [s["id"] for s in first.json()]
+    assert analyst.status_code == 403
+    assert analyst.headers["content-type"].startswith("application/problem+json")
+
+
+def test_console_button_adds_the_ready_made_daily_rhythm(db, client, clock):
+    from sqlalchemy import delete
+
+    from siyu.messaging.models import Schedule
+    from tests.tenants.test_pages import sign_in
+
+    tenant = make_tenant(db)
+    csrf = sign_in(client, tenant, make_operator(db, tenant, role="owner").username)
+    db.execute(delete(Schedule).where(Schedule.tenant_id == tenant.id))
+    db.flush()
+    empty = client.get("/admin/schedules")
+    assert 'data-testid="install-defaults"' in empty.text
+
+    done = client.post("/admin/schedules/defaults", data={"csrf_token": csrf})
+
+    assert done.status_code == 200  # followed the redirect back to the list
+    assert 'role="status"' in done.text
+    for key in ("checkin-reminder", "live-preview", "live-start"):
+        assert f'data-key="{key}"' in done.text

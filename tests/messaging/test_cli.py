@@ -107,3 +107,21 @@ def test_errors_are_one_json_line_and_exit_1(committed):
         "messages", "send", "--tenant", slug, "--target", "all", "--template", "nope", code=1
     )
     assert missing["code"] == "messages.template_not_found"
+
+
+def test_install_sops_adds_what_is_missing_and_says_so_in_json(committed):
+    slug = f"cli-msg-{next(_slugs)}"
+    siyu_json("tenant", "create", slug, "--name", "小鱼直播间")
+
+    out = siyu_json("messages", "install-sops", "--tenant", slug)
+    again = siyu_json("messages", "install-sops", "--tenant", slug)
+    missing = siyu_json("messages", "install-sops", "--tenant", "no-such-tenant", code=1)
+
+    assert [s["key"] for s in out["schedules"]] == [
+        "checkin-reminder",
+        "live-preview",
+        "live-start",
+    ]
+    assert all(s["paused"] for s in out["schedules"])
+    assert again == out
+    assert missing["code"] == "tenant.not_found"

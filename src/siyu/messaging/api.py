@@ -312,6 +312,15 @@ def save_schedule(body: ScheduleIn, db: DbSession, op: Manager) -> ScheduleRead:
     return schedule_read(db, _schedule_in(db, op, body))
 
 
+@router.post("/schedules/defaults", responses=problems(Forbidden))
+def install_default_schedules(db: DbSession, op: Manager) -> list[ScheduleRead]:
+    """Add the ready-made daily rhythm (10:00 check-in reminder, 13:00 live preview, 19:30 "we
+    are live", each paused until resumed) where it is missing: a tenant created before it
+    shipped, or one that deleted a piece. Existing schedules and templates are left as they
+    are; repeating it changes nothing."""
+    return [schedule_read(db, s) for s in schedules.install_defaults(db, tenant_id=op.tenant_id)]
+
+
 @router.get("/schedules/{schedule_id}", responses=problems(Forbidden, ScheduleNotFound))
 def read_schedule(schedule_id: int, db: DbSession, op: Reader) -> ScheduleRead:
     """A schedule with its next five run times."""

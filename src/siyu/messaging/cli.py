@@ -153,6 +153,24 @@ def cancel(
     emit(as_json, out, lambda: _show(out))
 
 
+@app.command("install-sops")
+def install_sops(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant slug.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Add the ready-made daily SOPs (10:00, 13:00, 19:30; paused) where missing."""
+    from siyu.messaging import schedules
+    from siyu.tenants import service as tenants
+
+    with command(as_json) as db:
+        rows = schedules.install_defaults(db, tenant_id=tenants.get_tenant(db, slug=tenant).id)
+        out = {"schedules": [{"key": s.key, "name": s.name, "paused": s.paused} for s in rows]}
+    human = "\n".join(
+        f"{s['key']}: {s['name']}{' (paused)' if s['paused'] else ''}" for s in out["schedules"]
+    )
+    emit(as_json, out, human)
+
+
 @app.command("tick")
 def tick(as_json: JsonFlag = False) -> None:
     """Run due SOP schedules and "send at" messages, requeue interrupted deliveries (the

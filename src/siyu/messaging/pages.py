@@ -434,6 +434,14 @@ def save_schedule(
     return RedirectResponse("/admin/schedules?notice=saved", status_code=303)
 
 
+@router.post("/admin/schedules/defaults", dependencies=[CsrfChecked])
+def install_default_schedules(
+    db: DbSession, op: Annotated[Operator, requires("messages.manage", page=True)]
+) -> Response:
+    schedules.install_defaults(db, tenant_id=op.tenant_id)
+    return RedirectResponse("/admin/schedules?notice=defaults", status_code=303)
+
+
 @router.post("/admin/schedules/{schedule_id}/pause", dependencies=[CsrfChecked])
 def toggle_schedule(
     request: Request,
