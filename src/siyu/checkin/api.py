@@ -18,8 +18,8 @@ from siyu.core.web import (
     DbSession,
     MemberClaim,
     TxRoute,
-    _db_slots,
     api_member,
+    db_slots,
     problems,
     requires,
 )
@@ -63,7 +63,7 @@ async def check_in(request: Request, ids: MemberClaim) -> Response:
     try:
         result = await service.check_in_one_call(tenant_id=tenant_id, member_id=member_id)
     except service.OneCallUnavailable:
-        async with _db_slots(request):
+        async with db_slots(request):
             result = await run_in_threadpool(
                 service.check_in_member,
                 tenant_id=tenant_id,

@@ -45,7 +45,7 @@ T = TypeVar("T")
 PROBLEM = "application/problem+json"
 
 
-def _db_slots(request: Request) -> anyio.Semaphore:
+def db_slots(request: Request) -> anyio.Semaphore:
     """Requests allowed to hold a database session at once: the pool's capacity.
 
     A request keeps its connection across several thread-pool hops (dependencies, endpoint,
@@ -120,7 +120,7 @@ class TxRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def run(request: Request) -> Response:
-            async with _db_slots(request):
+            async with db_slots(request):
                 return await in_transaction(request)
 
         async def in_transaction(request: Request) -> Response:
