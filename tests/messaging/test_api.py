@@ -138,26 +138,15 @@ def test_operator_restores_the_ready_made_daily_rhythm_without_touching_edits(db
     analyst may not."""
     from sqlalchemy import delete
 
-    from siyu.messaging import schedules
     from siyu.messaging.models import Schedule
+    from tests.messaging.test_schedules import sop
 
     tenant = make_tenant(db)
     headers = token_headers(db, make_operator(db, tenant))
     db.execute(
         delete(Schedule).where(Schedule.tenant_id == tenant.id, Schedule.key == "live-preview")
     )
-    moved = schedules.save_schedule(
-        db,
-        tenant_id=tenant.id,
-        key="live-start",
-        name="开播",
-        kind="daily",
-        time="20:00",
-        template_key="sop-live-start",
-        target=service.Target(kind="all_members"),
-        channels=["inbox"],
-        paused=False,
-    )
+    moved = sop(db, tenant, key="live-start", time="20:00", paused=False)
     db.flush()
 
     first = client.post("/api/v1/schedules/defaults", headers=headers)
