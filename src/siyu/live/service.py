@@ -858,43 +858,38 @@ def _purchased(db: Session, tenant_id: int, session_id: int) -> dict[int | None,
     }
 
 
-def session_at(db: Session, *, tenant_id: int, platform: str, instant: dt.datetime) -> int | None:
-    """The tenant's session on ``platform`` live at ``instant`` (its actual start and end when
-    known, else the planned ones; cancelled sessions never), the latest-starting if several."""
-    start = func.coalesce(LiveSession.started_at, LiveSession.starts_at)
-    end = func.coalesce(LiveSession.ended_at, LiveSession.ends_at)
-    found = db.scalar(
-        select(LiveSession.id)
+_start = func.coalesce(LiveSession.started_at, LiveSession.starts_at)
+_end = func.coalesce(LiveSession.ended_at, LiveSession.ends_at)
+
+
+def _windows(tenant_id: int, platform: str) -> Any:
+    """(id, start, end) of the tenant's sessions on ``platform`` that can hold an order (not
+    cancelled; actual times when known, else planned), latest-starting first."""
+    return (
+        select(LiveSession.id, _start, _end)
         .where(
             LiveSession.tenant_id == tenant_id,
             LiveSession.platform == platform,
             LiveSession.status != CANCELLED,
-            start <= instant,
-            end > instant,
         )
-        .order_by(start.desc(), LiveSession.id.desc())
-        .limit(1)
+        .order_by(_start.desc(), LiveSession.id.desc())
     )
-    return int(found) if found is not None else None
+
+
+def session_at(db: Session, *, tenant_id: int, platform: str, instant: dt.datetime) -> int | None:
+    """The tenant's session on ``platform`` live at ``instant`` (its actual start and end when
+    known, else the planned ones; cancelled sessions never), the latest-starting if several."""
+    found = db.execute(
+        _windows(tenant_id, platform).where(_start <= instant, _end > instant).limit(1)
+    ).first()
+    return int(found[0]) if found is not None else None
 
 
 def session_windows(
     db: Session, *, tenant_id: int, platform: str
 ) -> list[tuple[int, dt.datetime, dt.datetime]]:
-    """(id, start, end) of the tenant's sessions on ``platform`` that can hold an order (not
-    cancelled; actual times when known, else planned), latest-starting first: ``session_at``
-    for a whole import at once (``window_at``)."""
-    start = func.coalesce(LiveSession.started_at, LiveSession.starts_at)
-    end = func.coalesce(LiveSession.ended_at, LiveSession.ends_at)
-    rows = db.execute(
-        select(LiveSession.id, start, end)
-        .where(
-            LiveSession.tenant_id == tenant_id,
-            LiveSession.platform == platform,
-            LiveSession.status != CANCELLED,
-        )
-        .order_by(start.desc(), LiveSession.id.desc())
-    )
+    """``_windows`` as a list: ``session_at`` for a whole import at once (``window_at``)."""
+    rows = db.execute(_windows(tenant_id, platform))
     return [(int(i), clock.as_utc(a), clock.as_utc(b)) for i, a, b in rows]
 
 
