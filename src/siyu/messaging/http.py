@@ -22,7 +22,7 @@ import ssl
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httptools
 
@@ -58,15 +58,7 @@ class Target:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
         path = parts.path or "/"
-        query = "&".join(
-            filter(
-                None,
-                [
-                    parts.query,
-                    "&".join(f"{quote(k)}={quote(v)}" for k, v in (params or {}).items()),
-                ],
-            )
-        )
+        query = "&".join(q for q in (parts.query, urlencode(params or {}, quote_via=quote)) if q)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return cls(parts.scheme, parts.hostname, port, f"{path}?{query}" if query else path)
 
