@@ -342,8 +342,9 @@ def serve(
 ) -> None:
     """Run the web app (and, on the embedded default, a job consumer in-process)."""
     # With --workers N each web process listens on a socket of its own (SO_REUSEPORT; IPv4 on
-    # Linux): the kernel spreads new connections over them. A second `siyu serve` started by the
-    # same user on the same port therefore shares the port instead of failing to bind.
+    # Linux): the kernel spreads new connections over them. The port is first bound without
+    # SO_REUSEPORT, so that a second `siyu serve` on the same port fails instead of silently
+    # taking half the connections (an old and a new version serving side by side).
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -398,6 +399,12 @@ class _PortReservation(socket.socket):
 
     @classmethod
     def reserve(cls, host: str, port: int) -> _PortReservation:
+        """Raises OSError (EADDRINUSE) when anything listens on the port, including the
+        SO_REUSEPORT sockets of another `siyu serve`, which a bind with SO_REUSEPORT would
+        join."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+            probe.bind((host, port))
         sock = cls(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
