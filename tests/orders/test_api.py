@@ -182,3 +182,94 @@ def test_analyst_cannot_import_or_review(db, client, tenant):
     assert upload(client, analyst, b"x").status_code == 403
     assert client.post("/api/v1/claims/1/approve", headers=analyst).status_code == 403
     assert client.get("/api/v1/orders/imports", headers=analyst).status_code == 200
+
+
+def _stalled(clock) -> None:
+    clock.advance(minutes=16)
+
+
+def test_an_import_whose_worker_died_midway_runs_again_to_the_same_result(db, client, ops, clock):
+    """The worker took the job, started the import, wrote part of it, and died. A quarter of
+    an hour without progress later the sweep queues it again; the rerun starts from the top
+    and ends with the counts and report of one clean run."""
+    from siyu.orders import models as m
+    from siyu.orders import service, tasks
+
+    data = taobao_csv([TbRow("41", "a", "10"), TbRow("42", "b", "bad"), TbRow("43", "c", "5")])
+    imp_id = upload(client, ops, data).json()["id"]
+    assert huey.dequeue() is not None  # the worker took the job …
+    imp = db.get(m.Import, imp_id)
+    assert service.claim_import(db, imp_id)  # … started it …
+    service.start_import(db, imp)
+    service.add_rejects(db, tenant_id=imp.tenant_id, import_id=imp_id, rejects=[])
+    service.count_batch(db, imp, service.BatchResult(1, 0, 1), position=10)  # … and died
+    db.flush()
+    clock.advance(minutes=10)
+    assert tasks.sweep_interrupted.call_local()["resumed"] == 0  # not stalled yet
+    clock.advance(minutes=6)
+
+    assert tasks.sweep_interrupted.call_local()["resumed"] == 1
+
+    queued = client.get(f"/api/v1/orders/imports/{imp_id}", headers=ops).json()
+    assert (queued["status"], queued["attempts"]) == ("queued", 1)
+    assert run_jobs() == ["done"]
+    done = client.get(f"/api/v1/orders/imports/{imp_id}", headers=ops).json()
+    assert (done["status"], done["attempts"], done["error"]) == ("done", 2, "")
+    assert (done["rows"], done["imported"], done["updated"], done["rejected"]) == (3, 2, 0, 1)
+    rejects = client.get(f"/api/v1/orders/imports/{imp_id}/rejects", headers=ops).json()
+    assert [r["line"] for r in rejects] == [3]
+    assert service.upload_path(db.get(m.Import, imp_id)) is None  # the job cleans up as usual
+
+
+def test_an_import_whose_job_the_queue_lost_is_queued_again_and_runs_once(db, client, ops, clock):
+    imp_id = upload(client, ops, taobao_csv([TbRow("51", "a", "10")])).json()["id"]
+    assert huey.dequeue() is not None  # taken, never run: the queue's copy is gone
+    _stalled(clock)
+
+    assert tasks_sweep()["resumed"] == 1
+    # The sweep runs every five minutes: a job it queued may still be waiting when the next
+    # one runs, so the same import can be in the queue twice. Only one of them imports.
+    _stalled(clock)
+    assert tasks_sweep()["resumed"] == 1
+
+    assert sorted(map(str, run_jobs())) == ["done", "missing"]
+    imp = client.get(f"/api/v1/orders/imports/{imp_id}", headers=ops).json()
+    assert (imp["status"], imp["attempts"], imp["imported"]) == ("done", 1, 1)
+
+
+def test_an_import_that_keeps_dying_fails_after_three_runs(db, client, ops, clock):
+    from siyu.orders import models as m
+    from siyu.orders import service
+
+    imp_id = upload(client, ops, taobao_csv([TbRow("61", "a", "10")])).json()["id"]
+    huey.flush()
+    for _ in range(service.MAX_ATTEMPTS):  # each run dies before any progress
+        assert service.claim_import(db, imp_id)
+        db.flush()
+        _stalled(clock)
+        tasks_sweep()
+        huey.flush()
+
+    imp = client.get(f"/api/v1/orders/imports/{imp_id}", headers=ops).json()
+    assert (imp["status"], imp["attempts"]) == ("failed", 3)
+    assert "upload the file again" in imp["error"] or "重新上传" in imp["error"]
+    assert db.get(m.Import, imp_id).finished_at == clock.now
+
+
+def test_a_job_of_an_import_already_running_does_nothing(db, client, ops):
+    from siyu.orders import models as m
+    from siyu.orders import service, tasks
+
+    imp_id = upload(client, ops, taobao_csv([TbRow("71", "a", "10")])).json()["id"]
+    assert service.claim_import(db, imp_id)  # another worker runs it
+    path = service.upload_path(db.get(m.Import, imp_id))
+    assert path is not None
+
+    assert tasks.import_file.call_local(imp_id, str(path)) == "skipped"
+    assert path.exists()  # the running job still reads it
+
+
+def tasks_sweep() -> dict[str, int]:
+    from siyu.orders import tasks
+
+    return tasks.sweep_interrupted.call_local()

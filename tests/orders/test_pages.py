@@ -105,3 +105,20 @@ def test_ledger_verify_reports_a_debt_that_disagrees_with_its_postings(db, tenan
 
     kinds = [p.kind for p in ledger.verify(db, tenant_id=tenant.id).problems]
     assert kinds == ["debt_mismatch"]
+
+
+def test_the_progress_of_a_resumed_import_says_it_started_again(db, client, tenant, clock):
+    from siyu.orders import models as m
+
+    csrf = admin(client, tenant, make_operator(db, tenant))
+    assert csrf
+    imp = service.create_import(
+        db, tenant_id=tenant.id, filename="a.csv", fmt=None, session_id=None
+    )
+    imp.attempts, imp.status = 2, m.RUNNING
+    db.flush()
+
+    html = client.get(f"/admin/orders/imports/{imp.id}/progress").text
+
+    assert 'data-testid="import-attempts"' in html
+    assert "已从文件开头重新开始（第 2 次，共 3 次）" in html

@@ -8,7 +8,6 @@ from sqlalchemy.orm import Session
 
 from siyu.core.db import after_commit
 from siyu.core.errors import Forbidden
-from siyu.core.settings import get_settings
 from siyu.core.web import DbSession, TxRoute, api_member, problems, requires
 from siyu.members.errors import MemberNotFound
 from siyu.members.models import Member
@@ -59,7 +58,7 @@ def store_upload(
     """Save an uploaded export and queue its import job (sent after commit)."""
     from siyu.orders.tasks import import_file
 
-    folder = get_settings().var_dir / "imports"
+    folder = service.uploads_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{op.tenant_id}-{uuid.uuid4().hex}"
     size = 0
@@ -80,6 +79,7 @@ def store_upload(
             session_id=session_id,
             size_bytes=size,
             operator_id=op.id,
+            upload_file=path.name,  # so that a sweep can queue an interrupted import again
         )
     except BaseException:
         path.unlink(missing_ok=True)

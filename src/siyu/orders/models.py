@@ -80,11 +80,17 @@ class Import(Base):
     updated: Mapped[int] = mapped_column(default=0)
     rejected: Mapped[int] = mapped_column(default=0)
     error: Mapped[str] = mapped_column(String(500), default="")
+    # Jobs that started it: an import interrupted mid-file is run again from the start, at
+    # most ``service.MAX_ATTEMPTS`` times in all (service.recover_imports).
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The uploaded file's name under SIYU_VAR_DIR/imports while it waits for its job ("" for
+    # an import run from a file of the operator's, `siyu orders import`).
+    upload_file: Mapped[str] = mapped_column(String(100), default="", server_default="")
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Stamped by every change of the row (status, counters, bytes read): a running import
-    # whose stamp stops moving lost its worker (service.fail_stalled_imports).
+    # whose stamp stops moving lost its worker (service.recover_imports).
     progress_at: Mapped[dt.datetime | None] = mapped_column(
         UTCDateTime, default=clock.now, onupdate=clock.now
     )

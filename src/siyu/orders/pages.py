@@ -92,6 +92,7 @@ def import_detail(
         imp=imp,
         rejects=service.list_rejects(db, tenant_id=op.tenant_id, import_id=imp.id, limit=200),
         running=imp.status in (m.QUEUED, m.RUNNING),
+        max_attempts=service.MAX_ATTEMPTS,
     )
 
 
@@ -109,6 +110,7 @@ def import_progress(
         "admin/_import_progress.html",
         imp=imp,
         running=imp.status in (m.QUEUED, m.RUNNING),
+        max_attempts=service.MAX_ATTEMPTS,
     )
 
 

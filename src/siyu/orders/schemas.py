@@ -21,6 +21,9 @@ class ImportRead(BaseModel):
     updated: int
     rejected: int
     error: str
+    attempts: int = Field(
+        description="runs started; above 1 when the import was resumed after an interruption"
+    )
     created_at: dt.datetime
     finished_at: dt.datetime | None
 

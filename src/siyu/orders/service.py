@@ -40,7 +40,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import and_, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +49,7 @@ from sqlalchemy.orm import Session
 
 from siyu.core import clock
 from siyu.core.i18n import gettext as _
+from siyu.core.settings import get_settings
 from siyu.ledger import debt
 from siyu.ledger import service as ledger
 from siyu.members import service as members
@@ -57,6 +59,9 @@ from siyu.orders import errors as e
 from siyu.orders import models as m
 from siyu.orders.readers import PLATFORMS, Record, Reject
 from siyu.tenants.models import Tenant
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
 
 # --- rules ------------------------------------------------------------------------------------
 
@@ -126,6 +131,7 @@ def create_import(
     session_id: int | None,
     size_bytes: int = 0,
     operator_id: int | None = None,
+    upload_file: str = "",
 ) -> m.Import:
     if fmt is not None and fmt not in ("taobao", "douyin", "generic"):
         raise e.UnknownFormat(allowed="taobao, douyin, generic")
@@ -139,6 +145,7 @@ def create_import(
         status=m.QUEUED,
         size_bytes=size_bytes,
         operator_id=operator_id,
+        upload_file=upload_file,
         created_at=clock.now(),
     )
     db.add(imp)
@@ -210,23 +217,65 @@ def finish_import(db: Session, imp: m.Import, *, status: str, error: str = "") -
 
 # A running import records progress every few seconds (each staged piece, each batch).
 STALLED_AFTER = dt.timedelta(minutes=15)
+MAX_ATTEMPTS = 3  # runs of one import in all: the first and two resumptions
 
 
-def fail_stalled_imports(db: Session, *, now: dt.datetime | None = None) -> list[int]:
-    """Running imports whose progress has not moved for ``STALLED_AFTER``: their worker died
-    mid-file (the job queue does not run a killed job again). They fail with a message that
-    tells the operator to upload the file again, instead of showing "running" for ever.
-    Returns their ids."""
+def uploads_dir() -> Path:
+    """Where uploaded files wait for their job (which deletes its file when done). Under
+    SIYU_VAR_DIR, which web and worker hosts must share."""
+    return get_settings().var_dir / "imports"
+
+
+def upload_path(imp: m.Import) -> Path | None:
+    """The import's uploaded file, while it is there."""
+    if not imp.upload_file:
+        return None
+    path = uploads_dir() / imp.upload_file
+    return path if path.is_file() else None
+
+
+def claim_import(db: Session, import_id: int) -> bool:
+    """A job's start: the queued import becomes running, one attempt more. False when it is
+    not queued (another job of the same import got there first, or it is done): the job then
+    does nothing, so a job queued twice never runs an import twice at once."""
+    result = db.execute(
+        update(m.Import)
+        .where(m.Import.id == import_id, m.Import.status == m.QUEUED)
+        .values(status=m.RUNNING, attempts=m.Import.attempts + 1, progress_at=clock.now())
+    )
+    return bool(cast("CursorResult[Any]", result).rowcount)
+
+
+def recover_imports(
+    db: Session, *, now: dt.datetime | None = None
+) -> tuple[list[tuple[int, Path]], list[int]]:
+    """Imports that lost their job: running without progress for ``STALLED_AFTER`` (the
+    worker died mid-file; the queue does not run a killed job again), or queued that long
+    without a job starting them (the queue lost it).
+
+    Each goes back to the queue while its uploaded file is there and it has had fewer than
+    ``MAX_ATTEMPTS`` runs: importing is idempotent, so running the file again from the start
+    updates the orders already written and clears the earlier run's counts and report. The
+    others fail with a message telling the operator to upload the file again, instead of
+    showing "running" for ever. Returns (id and file of those to queue again, ids failed);
+    the caller queues ``tasks.import_file`` for the first after commit."""
     cutoff = (now or clock.now()) - STALLED_AFTER
-    stalled = db.scalars(
+    lost = db.scalars(
         select(m.Import)
         .where(
-            m.Import.status == m.RUNNING,
+            m.Import.status.in_((m.QUEUED, m.RUNNING)),
             func.coalesce(m.Import.progress_at, m.Import.created_at) < cutoff,
         )
+        .order_by(m.Import.id)
         .with_for_update(skip_locked=True)
     ).all()
-    for imp in stalled:
+    again: list[tuple[int, Path]] = []
+    failed: list[int] = []
+    for imp in lost:
+        if imp.attempts < MAX_ATTEMPTS and (path := upload_path(imp)) is not None:
+            imp.status = m.QUEUED  # also stamps progress_at: the next sweep waits again
+            again.append((imp.id, path))
+            continue
         finish_import(
             db,
             imp,
@@ -235,7 +284,9 @@ def fail_stalled_imports(db: Session, *, now: dt.datetime | None = None) -> list
                 "The import stopped midway (its worker was interrupted): upload the file again."
             ),
         )
-    return [imp.id for imp in stalled]
+        failed.append(imp.id)
+    db.flush()
+    return again, failed
 
 
 def add_rejects(db: Session, *, tenant_id: int, import_id: int, rejects: list[Reject]) -> None:

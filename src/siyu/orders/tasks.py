@@ -5,7 +5,7 @@ from pathlib import Path
 
 from huey import crontab
 
-from siyu.core.db import unit_of_work
+from siyu.core.db import after_commit, unit_of_work
 from siyu.core.jobs import huey
 from siyu.orders import flows, service, staged
 
@@ -14,10 +14,14 @@ log = logging.getLogger("siyu.orders")
 
 @huey.task(name="orders.import")  # type: ignore[untyped-decorator]
 def import_file(import_id: int, path: str) -> str:
-    """Import an uploaded file, then delete it. Safe to run twice (same orders update)."""
+    """Import an uploaded file, then delete it. A job of an import that is no longer queued
+    (a duplicate, or a rerun after success) does nothing."""
     file = Path(path)
     if not file.exists():  # a rerun after success: the file is gone, nothing to redo
         return "missing"
+    with unit_of_work() as db:
+        if not service.claim_import(db, import_id):
+            return "skipped"
     imp = flows.run_import(import_id, file)
     file.unlink(missing_ok=True)
     log.info("orders imported", extra={"import_id": import_id, "rows": imp.rows})
@@ -38,10 +42,14 @@ def expire_claims() -> int:
 
 @huey.periodic_task(crontab(minute="*/5"), name="orders.sweep_interrupted")  # type: ignore[untyped-decorator]
 def sweep_interrupted() -> dict[str, int]:
-    """Imports whose worker died mid-file: failed (so the console stops showing them running),
-    and their staging tables dropped."""
+    """Imports whose worker died mid-file, or whose job the queue lost: queued again (they
+    restart from the top of the file) or, after ``service.MAX_ATTEMPTS`` runs or without
+    their file, failed; leftover staging tables dropped."""
     with unit_of_work() as db:
-        failed = service.fail_stalled_imports(db)
-    if failed:
-        log.warning("orders imports interrupted", extra={"import_ids": failed})
-    return {"failed": len(failed), "tables_dropped": staged.sweep()}
+        again, failed = service.recover_imports(db)
+        for import_id, path in again:
+            after_commit(db, import_file, import_id, str(path))
+    if again or failed:
+        resumed = [i for i, _ in again]
+        log.warning("orders imports interrupted", extra={"resumed": resumed, "failed": failed})
+    return {"resumed": len(again), "failed": len(failed), "tables_dropped": staged.sweep()}
