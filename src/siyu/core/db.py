@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -112,10 +113,17 @@ def configure(engine: Engine | None = None, factory: sessionmaker[Session] | Non
     _factory = factory or (sessionmaker(engine, expire_on_commit=False) if engine else None)
 
 
+_engine_lock = threading.Lock()
+
+
 def get_engine() -> Engine:
+    """The process's engine, made on first use: once, whichever of a worker's threads asks
+    first (each used to make an engine and a pool of its own when they started together)."""
     global _engine
     if _engine is None:
-        configure(make_engine(get_settings().database_url))
+        with _engine_lock:
+            if _engine is None:
+                configure(make_engine(get_settings().database_url))
     assert _engine is not None
     return _engine
 

@@ -26,9 +26,27 @@ CONSUMER_POLLING = {"initial_delay": 0.05, "backoff": 1.15, "max_delay": 0.5}
 
 
 def load_tasks() -> None:
-    """Import every domain's tasks so the consumer knows them."""
+    """Import every domain's tasks so the consumer knows them, and configure the ORM's
+    mappers now: left to the first query, that took ~1 s of the first job (the first
+    reminder of a broadcast waited on it) or of a web process's first request."""
+    from sqlalchemy.orm import configure_mappers
+
     import siyu.ledger.tasks  # noqa: F401
     import siyu.live.reminders  # noqa: F401  (registers the live_reservers message target)
     import siyu.messaging.tasks  # noqa: F401
     import siyu.orders.tasks  # noqa: F401
     import siyu.trials.tasks  # noqa: F401
+    from siyu.models import import_all
+
+    import_all()
+    configure_mappers()
+
+
+@huey.on_startup()  # type: ignore[untyped-decorator]
+def _connect() -> None:
+    """Each consumer thread opens its database connection before its first job (the engine,
+    dialect and first connection took half a second of the first reminder's job)."""
+    from siyu.core.db import get_engine
+
+    with get_engine().connect():
+        pass
