@@ -437,8 +437,12 @@ def _need(cfg: dict[str, str] | None, what: str) -> dict[str, str]:
     return cfg
 
 
+# One encoder for every request body (json.dumps with options builds one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _dumps(body: Any) -> str:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(body)
 
 
 def _json(status: int, reason: str, raw: bytes) -> dict[str, Any]:
