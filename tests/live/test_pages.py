@@ -231,3 +231,36 @@ def test_operator_edits_a_product_in_place(client, db, console):
     assert (p.live_price_fen, p.stock_note, p.title) == (4990, "限量 3000 件", "每日坚果")
     assert bad.status_code == 422
     assert p.link == ""
+
+
+def test_control_panel_asks_for_the_real_subscribe_template_id_before_reminders_go_out(
+    client, db, console
+):
+    """With the mini program set up, the ready-made reminder template's placeholder id would
+    make WeChat refuse every reminder: the panel says so and links to the template, until the
+    operator has pasted a real id."""
+    from siyu.live import reminders
+    from siyu.messaging import service as messaging
+
+    tenant, csrf = console
+    s = make_session(db, tenant)
+    url = f"/admin/live/sessions/{s.id}/control"
+    assert "reminder-template-missing" not in client.get(url).text  # no mini program yet
+
+    tenant.settings = {**(tenant.settings or {}), "wechat": {"appid": "wx1", "secret": "s"}}
+    db.flush()
+    warned = client.get(url).text
+    assert 'data-testid="reminder-template-missing"' in warned
+    assert "/admin/message-templates?key=live.reminder" in warned
+
+    row = reminders.ensure_template(db, tenant_id=tenant.id)
+    messaging.save_template(
+        db,
+        tenant_id=tenant.id,
+        key=row.key,
+        name=row.name,
+        title=row.title,
+        body=row.body,
+        subscribe={**(row.subscribe or {}), "template_id": "AbC-real-template-id"},
+    )
+    assert "reminder-template-missing" not in client.get(url).text

@@ -456,6 +456,8 @@ def control_panel(request: Request, session_id: int, db: DbSession, op: Reader) 
         tenant=tenant,
         s=session,
         rows=reminders.funnel(db, tenant_id=op.tenant_id, session_id=session.id),
+        needs_template_id=reminders.needs_subscribe_template_id(db, tenant_id=op.tenant_id),
+        reminder_template_key=reminders.TEMPLATE_KEY,
         products={
             p.id: p for p in service.lineup(db, tenant_id=op.tenant_id, session_id=session.id)
         },

@@ -110,6 +110,18 @@ def subscribe_template_id(db: Session, *, tenant_id: int) -> str:
     return str((row.subscribe or {}).get("template_id") or "")
 
 
+def needs_subscribe_template_id(db: Session, *, tenant_id: int) -> bool:
+    """The tenant's mini program is set up (appid and secret) but the reminder template
+    still carries the placeholder id: WeChat would refuse every reminder (an unknown
+    template id), so the console asks for the real one before the broadcast."""
+    tenant = db.get(Tenant, tenant_id)
+    if tenant is None or not (tenant.settings or {}).get("wechat"):
+        return False
+    found = messaging.find_template(db, tenant_id=tenant_id, key=TEMPLATE_KEY)
+    subscribe = (found.subscribe or {}) if found is not None else DEFAULT_TEMPLATE["subscribe"]
+    return str(subscribe.get("template_id") or "") in ("", DEFAULT_SUBSCRIBE_ID)
+
+
 # --- consent ----------------------------------------------------------------------------------
 
 
