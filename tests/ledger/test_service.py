@@ -941,3 +941,30 @@ def test_posted_entry_is_clean_utc_and_replays_in_the_same_session(db, clock):
     db.flush()
     db.expire_all()
     assert ledger.get_balance(db, tenant_id=tenant.id, member_id=member.id).balance == 15
+
+
+def test_the_database_refuses_a_posting_against_another_tenants_account(db, clock):
+    """On PostgreSQL a posting, lot or entry names its account (or member) and its tenant in
+    one key: no row can tie one tenant's entry to another tenant's wallet, whatever the code
+    above it does. (SQLite keeps single-column keys, which only check that both exist.)"""
+    from sqlalchemy.exc import IntegrityError
+
+    if db.get_bind().dialect.name != "postgresql":
+        pytest.skip("composite keys are PostgreSQL's (migration: ledger keys of tenant)")
+    ours, theirs = make_tenant(db), make_tenant(db)
+    entry = grant(db, make_member(db, ours), 10, key="k-1")
+    their_fan = make_member(db, theirs)
+    grant(db, their_fan, 5, key="k-2")
+    their_wallet = wallet_of(db, their_fan)
+
+    for table, column, value in [
+        ("ledger_postings", "account_id", their_wallet.id),
+        ("ledger_lots", "account_id", their_wallet.id),
+        ("ledger_entries", "member_id", their_fan.id),
+    ]:
+        where = "id = :e" if table == "ledger_entries" else "entry_id = :e"
+        with pytest.raises(IntegrityError, match="foreign key"), db.begin_nested():
+            db.execute(
+                text(f"UPDATE {table} SET {column} = :v WHERE {where}"), {"v": value, "e": entry.id}
+            )
+    assert postings_of(db, entry) == {m.WALLET: 10, m.ISSUANCE: -10}

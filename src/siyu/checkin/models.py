@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Date, ForeignKeyConstraint, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.core import clock
@@ -22,11 +22,15 @@ DAILY, MAKEUP = "daily", "makeup"
 
 class Checkin(Base):
     __tablename__ = "checkins"
-    __table_args__ = (UniqueConstraint("tenant_id", "member_id", "checked_on"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "member_id", "checked_on"),
+        # The member, of this tenant (ledger.models._of_tenant: one key, no tenant-row lock).
+        ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    tenant_id: Mapped[int]
+    member_id: Mapped[int] = mapped_column(index=True)
     # The tenant-local day checked in for.
     checked_on: Mapped[dt.date] = mapped_column(Date)
     kind: Mapped[str] = mapped_column(String(8), default=DAILY)

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.core import clock
@@ -32,11 +39,26 @@ CREDIT, DEBIT, EXPIRE, REVERSAL = "credit", "debit", "expire", "reversal"
 DEBT, SETTLE = "debt", "settle"  # a debt recorded; a debt paid from new earnings
 
 
+def _of_tenant(column: str, parent: str) -> ForeignKeyConstraint:
+    """``(tenant_id, column)`` references ``parent(tenant_id, id)``: the row's parent exists
+    and belongs to the row's tenant, and the tenant exists through the parent's own key.
+
+    Separate keys on ``tenant_id`` and ``column`` made every posting take ``FOR KEY SHARE``
+    on the one tenant row from several tables; concurrent postings shared it through
+    multixacts, which cost PostgreSQL more than the posting (benchmarks/README.md,
+    "composite keys"). On SQLite the tables keep their single-column keys (see the migration
+    "ledger keys of tenant")."""
+    return ForeignKeyConstraint(["tenant_id", column], [f"{parent}.tenant_id", f"{parent}.id"])
+
+
 class Account(Base):
     __tablename__ = "ledger_accounts"
     __table_args__ = (
         UniqueConstraint("tenant_id", "code"),
         CheckConstraint("kind != 'wallet' OR balance >= 0", name="wallet_not_negative"),
+        # The key of (tenant_id, account_id) references: a posting or lot names its account
+        # and its tenant in one foreign key, which the database checks together.
+        Index("ix_ledger_accounts_of_tenant", "tenant_id", "id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -58,11 +80,12 @@ class JournalEntry(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_ledger_entries_member_history", "tenant_id", "member_id", "id"),
+        _of_tenant("member_id", "members"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    tenant_id: Mapped[int]
+    member_id: Mapped[int]
     kind: Mapped[str] = mapped_column(String(16))
     # Signed change of the member wallet (denormalised from the postings for history pages).
     points: Mapped[int]
@@ -82,12 +105,15 @@ class JournalEntry(Base):
 
 class Posting(Base):
     __tablename__ = "ledger_postings"
-    __table_args__ = (Index("ix_ledger_postings_account", "account_id", "entry_id"),)
+    __table_args__ = (
+        Index("ix_ledger_postings_account", "account_id", "entry_id"),
+        _of_tenant("account_id", "ledger_accounts"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    tenant_id: Mapped[int] = mapped_column(index=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    account_id: Mapped[int]
     amount: Mapped[int]
 
 
@@ -99,11 +125,12 @@ class Lot(Base):
         Index("ix_ledger_lots_open", "account_id", "remaining"),
         Index("ix_ledger_lots_due", "tenant_id", "expires_at"),
         CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_in_range"),
+        _of_tenant("account_id", "ledger_accounts"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
-    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
+    tenant_id: Mapped[int]
+    account_id: Mapped[int]
     entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
     points: Mapped[int]
     remaining: Mapped[int]

@@ -19,6 +19,8 @@ class Member(Base):
         UniqueConstraint("tenant_id", "openid"),
         Index("ix_members_tenant_unionid", "tenant_id", "unionid"),
         Index("ix_members_tenant_joined", "tenant_id", "joined_at"),
+        # The key of (tenant_id, member_id) references (ledger.models._of_tenant).
+        Index("ix_members_of_tenant", "tenant_id", "id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
