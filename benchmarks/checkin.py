@@ -26,6 +26,12 @@ run just before the HTTP run (the pgbench helpers of benchmarks/ledger.py). Targ
 either, or when a request failed, or when afterwards a member has two check-ins or two
 check-in credits for the day, or ``ledger.verify`` finds a problem.
 
+After the HTTP run pgbench drives ``siyu_checkin`` itself on the same database (random
+members, random days ahead, ``-M prepared``, same clients and duration): the server's work
+for a check-in with a client that costs almost nothing, i.e. the ceiling of any HTTP server
+on this database (``--no-function`` skips it). The CPU per check-in of the load client, the
+web processes and PostgreSQL (all its processes, from ``/proc``) is printed too.
+
 ``--profile`` instead seeds a database and runs check-ins through the same app in this process
 (httpx over ASGI, one client) under pyinstrument, and counts the SQL statements per check-in.
 """
@@ -44,6 +50,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,6 +62,7 @@ from sqlalchemy import text  # noqa: E402
 
 from ledger import (  # noqa: E402  (benchmarks/ledger.py: the pgbench helpers)
     PG_ADMIN_URL,
+    _pgbench,
     db_url,
     pg_database,
     pgbench_init,
@@ -314,6 +322,51 @@ async def drive(
 # --- main -------------------------------------------------------------------------------------
 
 
+def _procs() -> dict[int, tuple[str, int, float]]:
+    """pid → (name, parent pid, CPU seconds), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        out[int(pid)] = (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def cpu_seconds(server: int) -> tuple[float, float]:
+    """CPU so far of the server's process tree and of PostgreSQL's processes."""
+    procs = _procs()
+    tree, grew = {server}, True
+    while grew:
+        more = {pid for pid, (_, ppid, _) in procs.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    web = sum(procs[p][2] for p in tree if p in procs)
+    pg = sum(cpu for name, _, cpu in procs.values() if name.startswith("postgres"))
+    return web, pg
+
+
+def function_tps(url: str, pg_url: str, tenant_id: int, member_ids: list[int], args: Any) -> float:
+    """pgbench calling siyu_checkin for random members and days on the seeded database."""
+    from siyu.checkin.service import _DEFAULT_RULE_JSON
+
+    name = url.rsplit("/", 1)[1]
+    script = (
+        f"\\set m random({min(member_ids)}, {max(member_ids)})\n"
+        "\\set d random(1, 3000)\n"
+        f"SELECT r_status FROM siyu_checkin({tenant_id}, :m, now() + make_interval(days => :d),"
+        f" '{_DEFAULT_RULE_JSON}'::json, 'day {{n}}', 400);\n"
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="siyu_checkin_") as f:
+        f.write(script)
+        f.flush()
+        return _pgbench(pg_url, name, ["-M", "prepared", "-f", f.name], args.clients, args.seconds)
+
+
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -340,10 +393,19 @@ def benchmark(args: argparse.Namespace) -> int:
         port = free_port()
         proc = start_server(url, port, args.workers)
         try:
+            (web0, pg0), client0 = cpu_seconds(proc.pid), time.process_time()
             warm, run = asyncio.run(drive(port, tokens, args.clients, args.warmup, args.seconds))
+            n = max(1, warm.done + run.done)
+            web1, pg1 = cpu_seconds(proc.pid)
+            cpu_ms = {
+                "load client": (time.process_time() - client0) / n * 1000,
+                "web processes": (web1 - web0) / n * 1000,
+                "PostgreSQL": (pg1 - pg0) / n * 1000,
+            }
         finally:
             stop_server(proc)
         problems = check_after(url, tenant_id)
+        fn = function_tps(url, args.pg_url, tenant_id, member_ids, args) if args.function else None
     rate = run.done / args.seconds
     ratio = rate / ref if ref else 0.0
     print()
@@ -357,6 +419,12 @@ def benchmark(args: argparse.Namespace) -> int:
         f"ratio to pgbench: {ratio:.1%} (target ≥ {TARGET_RATIO:.0%}); "
         f"p99 {run.pct(0.99):.1f} ms (target ≤ {TARGET_P99_MS:.0f} ms)"
     )
+    print("CPU ms per check-in: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu_ms.items()))
+    if fn is not None:
+        print(
+            f"pgbench driving siyu_checkin (no HTTP, no Python), {args.clients} clients: "
+            f"{fn:,.0f} TPS = {fn / ref:.0%} of pgbench -N: the server-side ceiling"
+        )
     errors = warm.errors + run.errors
     replays = warm.replays + run.replays
     print(
@@ -464,6 +532,7 @@ def main() -> int:
     p.add_argument("--members", type=int, default=20_000)
     p.add_argument("--scale", type=int, default=10, help="pgbench -i -s")
     p.add_argument("--pg-url", default=os.environ.get("SIYU_BENCH_PG_URL", PG_ADMIN_URL))
+    p.add_argument("--no-function", dest="function", action="store_false")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--profile-n", type=int, default=300)
     p.add_argument("--profile-html")
