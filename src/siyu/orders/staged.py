@@ -37,16 +37,17 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from siyu.core import clock
-from siyu.core.db import unit_of_work
+from siyu.core.db import session_factory, unit_of_work
 from siyu.orders import models as m
 from siyu.orders import service
 from siyu.orders.readers import TAOBAO_STATUS, Bad, Record, Reject, Taobao, clean, money_fen
@@ -62,6 +63,7 @@ WHITESPACE = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
 _FIELD = rb'(?:"[^"\r\n]*+(?:""[^"\r\n]*+)*+"|[^",\r\n]*+)'
 _CSV = re.compile(rb"(?:" + _FIELD + rb"(?:," + _FIELD + rb")*+(?:\r?\n|\Z))*+")
 _STATUS, _MONEY, _TIME = 1, 2, 3
+_T = TypeVar("_T")
 
 
 class Refused(Exception):  # noqa: N818 - a reason to take the Python path, not an error
@@ -103,34 +105,63 @@ def run(
 ) -> None:
     """Import the file through staging; raises Refused before anything is written to orders."""
     table = f"orders_stage_{import_id}"
-    try:
-        _drop(table)
-        rows = _stage(table, path, layout=layout, encoding=encoding, import_id=import_id, size=size)
-        st = Staged(table, layout, rows)
-        _build_lookup(st)
-        with unit_of_work() as db:
-            db.execute(
-                text(
-                    f"CREATE UNLOGGED TABLE {st.normalised} (line bigint, order_no text, "
-                    "buyer text, paid_fen bigint, refund_fen bigint, status text, "
-                    "ordered_at timestamptz, paid_at timestamptz, items text, ok boolean)"
-                )
+    with _Pair() as pair:
+        try:
+            _drop(table)
+            rows = _stage(
+                table, path, layout=layout, encoding=encoding, import_id=import_id, size=size
             )
-        done = 0
-        while done < rows:
-            lo, hi = done + 2, min(done + CHUNK, rows) + 1
+            st = Staged(table, layout, rows)
+            _build_lookup(st, pair)
             with unit_of_work() as db:
-                imp = db.get(m.Import, import_id)
-                assert imp is not None
-                res = _chunk(db, st, imp, lo, hi)
+                db.execute(
+                    text(
+                        f"CREATE UNLOGGED TABLE {st.normalised} (line bigint, order_no text, "
+                        "buyer text, paid_fen bigint, refund_fen bigint, status text, "
+                        "ordered_at timestamptz, paid_at timestamptz, items text, ok boolean)"
+                    )
+                )
+            done = 0
+            while done < rows:
+                lo, hi = done + 2, min(done + CHUNK, rows) + 1
                 done = hi - 1
                 # The first half of the bar was the staging COPY.
-                position = size // 2 + size * done // max(rows, 1) // 2
-                service.count_batch(db, imp, res, position=min(position, size))
-            if progress is not None:
-                progress(imp)
-    finally:
-        _drop(table)
+                position = min(size // 2 + size * done // max(rows, 1) // 2, size)
+                _chunk(st, pair, import_id, lo, hi, position=position)
+                if progress is not None:
+                    with unit_of_work() as db:
+                        imp = db.get(m.Import, import_id)
+                        assert imp is not None
+                    progress(imp)
+        finally:
+            _drop(table)
+
+
+class _Pair:
+    """Runs two halves of a step at once, each in a thread of its own with its own session
+    (psycopg releases the GIL while PostgreSQL works: two backends, two cores). Sessions bound
+    to one connection (the tests' rolled-back transaction) cannot be shared by two threads:
+    there the halves run one after the other, in the caller's thread."""
+
+    def __init__(self) -> None:
+        self.pool: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> _Pair:
+        if isinstance(session_factory().kw.get("bind"), Engine):
+            self.pool = ThreadPoolExecutor(2, thread_name_prefix="orders-import")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def both(self, fn: Callable[[int], _T]) -> tuple[_T, _T]:
+        """``fn(0)`` and ``fn(1)``; waits for both, then raises the first error if any."""
+        if self.pool is None:
+            return fn(0), fn(1)
+        futures = [self.pool.submit(fn, h) for h in (0, 1)]
+        wait(futures)
+        return futures[0].result(), futures[1].result()
 
 
 def sweep() -> int:
@@ -273,7 +304,7 @@ def _kinds(layout: Taobao) -> list[tuple[int, int]]:
     return out
 
 
-def _build_lookup(st: Staged) -> None:
+def _build_lookup(st: Staged, pair: _Pair) -> None:
     layout = st.layout
     values = ", ".join(f"({k}, {_cell(i)})" for k, i in _kinds(layout))
     with unit_of_work() as db:
@@ -283,18 +314,31 @@ def _build_lookup(st: Staged) -> None:
                 "status text, fen bigint, at timestamptz)"
             )
         )
+    mid = (st.rows + 3) // 2
+
+    def distinct(h: int) -> set[tuple[int, str]]:
+        lo, hi = (2, mid) if h == 0 else (mid + 1, st.rows + 1)
+        with unit_of_work() as db:
+            db.execute(text("SET LOCAL work_mem = '64MB'"))
+            return {
+                (kind, raw)
+                for kind, raw in db.execute(
+                    text(
+                        f"SELECT DISTINCT v.kind, v.raw FROM {st.table} s, "
+                        f"LATERAL (VALUES {values}) v(kind, raw) WHERE s.line BETWEEN :lo AND :hi"
+                    ),
+                    {"lo": lo, "hi": hi},
+                )
+            }
+
+    first, second = pair.both(distinct)
+    with unit_of_work() as db:
         conn: Any = db.connection().connection.driver_connection
-        distinct = db.execute(
-            text(
-                f"SELECT DISTINCT v.kind, v.raw FROM {st.table} s, "
-                f"LATERAL (VALUES {values}) v(kind, raw)"
-            )
-        ).all()
         with (
             conn.cursor() as cur,
             cur.copy(f"COPY {st.lookup} (kind, raw, ok, status, fen, at) FROM STDIN") as copy,
         ):
-            for kind, raw in distinct:
+            for kind, raw in first | second:
                 copy.write_row((kind, raw, *_parse_value(layout, kind, raw)))
         db.execute(text(f"ANALYZE {st.lookup}"))
 
@@ -373,14 +417,61 @@ def _normalise_sql(st: Staged) -> str:
     )
 
 
-def _chunk(db: Session, st: Staged, imp: m.Import, lo: int, hi: int) -> service.BatchResult:
-    params: dict[str, Any] = {"lo": lo, "hi": hi, "ws": WHITESPACE}
+def _tune(db: Session) -> None:
     db.execute(text("SET LOCAL work_mem = '64MB'"))
     # The planner cannot estimate the cleaned values' filters and would nest-loop the lookups
     # (quadratic); every join here is a hash join on a small table.
     db.execute(text("SET LOCAL enable_nestloop = off"))
-    db.execute(text(f"TRUNCATE {st.normalised}"))
-    db.execute(text(_normalise_sql(st)), params)
+
+
+def _chunk(st: Staged, pair: _Pair, import_id: int, lo: int, hi: int, *, position: int) -> None:
+    """Lines [lo, hi]: normalised in two halves of the line range at once; the rows SQL is
+    unsure of parsed by Python; then upserted in two halves of the order numbers at once
+    (``upsert_normalised``'s ``half``), each half one transaction with its rows' counts and
+    claims, the first half with the chunk's rejects too. The next chunk starts once both
+    halves committed: a later line of an order is written after an earlier one."""
+    with unit_of_work() as db:
+        db.execute(text(f"TRUNCATE {st.normalised}"))
+    mid = (lo + hi) // 2
+
+    def normalise(h: int) -> None:
+        with unit_of_work() as db:
+            _tune(db)
+            a, b = (lo, mid) if h == 0 else (mid + 1, hi)
+            db.execute(text(_normalise_sql(st)), {"lo": a, "hi": b, "ws": WHITESPACE})
+
+    pair.both(normalise)
+    with unit_of_work() as db:
+        rejects = _settle_odd(db, st)
+    now = clock.now()
+
+    def upsert(h: int) -> None:
+        # One microsecond apart: each half settles the claims of its own orders only
+        # (``select_claims_touched`` finds them by import and ``updated_at``).
+        at = now + dt.timedelta(microseconds=h)
+        with unit_of_work() as db:
+            _tune(db)
+            imp = db.get(m.Import, import_id)
+            assert imp is not None
+            mine = rejects if h == 0 else []
+            service.add_rejects(db, tenant_id=imp.tenant_id, import_id=import_id, rejects=mine)
+            inserted, valid = service.upsert_normalised(
+                db, table=st.normalised, lo=lo, hi=hi, imp=imp, now=at, half=h
+            )
+            res = service.BatchResult(
+                imported=inserted, updated=valid - inserted, rejected=len(mine)
+            )
+            # The import's row lock, held to commit, also takes the halves' claims one after
+            # the other: they may share members' accounts.
+            service.add_counts(db, import_id=import_id, res=res, position=position)
+            service.after_normalised_upsert(db, imp=imp, at=at)
+
+    pair.both(upsert)
+
+
+def _settle_odd(db: Session, st: Staged) -> list[Reject]:
+    """The chunk's rows not ``ok`` go through ``Taobao.parse``: returns the rejects; a row it
+    parses (SQL was only unsure: whitespace Python trims) takes its place as ``ok``."""
     odd = list(db.scalars(text(f"SELECT line FROM {st.normalised} WHERE NOT ok ORDER BY line")))
     rejects: list[Reject] = []
     rescued: list[Record] = []
@@ -396,9 +487,7 @@ def _chunk(db: Session, st: Staged, imp: m.Import, lo: int, hi: int) -> service.
                 rescued.append(st.layout.parse(line, [c or "" for c in row]))
             except Bad as bad:
                 rejects.append(Reject(line, bad.column, bad.reason))
-    service.add_rejects(db, tenant_id=imp.tenant_id, import_id=imp.id, rejects=rejects)
     if rescued:
-        # SQL was only unsure (whitespace Python trims): the Python-parsed row takes its place.
         log.info("orders import: %d row(s) normalised by Python", len(rescued))
         db.execute(
             text(f"DELETE FROM {st.normalised} WHERE line = ANY(:lines)"),
@@ -424,14 +513,7 @@ def _chunk(db: Session, st: Staged, imp: m.Import, lo: int, hi: int) -> service.
                         True,
                     )
                 )
-    now = clock.now()
-    inserted, valid = service.upsert_normalised(
-        db, table=st.normalised, lo=lo, hi=hi, imp=imp, now=now
-    )
-    service.after_normalised_upsert(db, imp=imp, at=now)
-    return service.BatchResult(
-        imported=inserted, updated=valid - inserted, rejected=(hi - lo + 1) - valid
-    )
+    return rejects
 
 
 _NORMALISED_COLS = (
