@@ -41,6 +41,10 @@ QUIRKY = [
     TbRow("3917", "title, with comma", "5", title="精华液, 限量 30ml"),
     TbRow("3919", "quoted-title", "5", title='"限量"精华液'),
     TbRow("3918", "long-title", "5", title="长" * 600),
+    TbRow("3920", "tb_八\u3000号", "5", title="精华液\u3000限量"),  # inner full-width spaces
+    TbRow("3921\t", "tab-after-number", "5"),
+    TbRow("3" * 65, "number-too-long", "5"),
+    TbRow("3922", "y" * 64, "5"),  # a buyer of exactly 64 characters
 ]
 
 
@@ -277,3 +281,36 @@ def test_an_import_whose_worker_died_fails_with_a_clear_message(db, clock):
     assert "upload the file again" in stalled.error or "重新上传" in stalled.error
     page = service.get_import(db, tenant_id=tenant.id, import_id=stalled.id)
     assert page.finished_at == clock.now
+
+
+def test_an_order_repeated_across_chunks_and_halves_keeps_its_last_line(db, tmp_path, monkeypatch):
+    """Chunks of 4 lines, each upserted in two halves of its order numbers: an order whose
+    lines fall in several chunks ends with its last line, counts add up, and the staged
+    result equals the Python path's (both halves hold orders: checked on PostgreSQL)."""
+    from sqlalchemy import text
+
+    from siyu.orders import staged
+
+    monkeypatch.setattr(staged, "CHUNK", 4)
+    numbers = [f"80{n:02d}" for n in range(8)]
+    rows = [TbRow(numbers[i % 8], f"tb_{i}", f"{10 + i}") for i in range(29)]
+    rows.append(TbRow("", "no-number", "1"))  # a reject in the last chunk
+    data = _minimal(rows)
+
+    python = _import(db, data, tmp_path, staging=False, name="a.csv")
+    with_halves = _import(db, data, tmp_path, staging=True, name="b.csv")
+
+    assert with_halves == python
+    counts, orders, rejects = with_halves
+    assert counts[1:5] == (30, 8, 21, 1)
+    assert {no: o[1] for no, o in orders.items()} == {
+        numbers[i % 8]: (10 + i) * 100 for i in range(21, 29)
+    }
+    assert [r[:2] for r in rejects] == [(31, "订单编号")]
+    if db.get_bind().dialect.name == "postgresql":
+        halves = set(
+            db.scalars(
+                text("SELECT hashtext(n) & 1 FROM unnest(CAST(:n AS text[])) n"), {"n": numbers}
+            )
+        )
+        assert halves == {0, 1}
