@@ -125,6 +125,24 @@ def test_staged_and_python_paths_give_the_same_orders_and_report(db, tmp_path, n
     assert python[0][1] == python[0][2] + python[0][3] + python[0][4]  # counts add up
 
 
+@pytest.mark.parametrize("name", list(FILES))
+def test_files_staged_in_small_pieces_give_the_same_orders_and_report(
+    db, tmp_path, monkeypatch, name
+):
+    """Pieces of about 64 bytes: many COPYs, each piece decoded and checked by the reader
+    thread while the previous one is COPYed; a refusal in a later piece still sends the whole
+    file down the Python path with nothing written."""
+    from siyu.orders import staged
+
+    monkeypatch.setattr(staged, "PIECE", 64)
+    data = FILES[name] + (b"" if name == "douyin" else _minimal(QUIRKY).split(b"\r\n", 1)[1])
+
+    python = _import(db, data, tmp_path, staging=False, name="a.csv")
+    staged_result = _import(db, data, tmp_path, staging=True, name="b.csv")
+
+    assert staged_result == python
+
+
 def test_staged_path_is_taken_for_a_clean_taobao_file(db, tmp_path, caplog):
     on_postgresql = db.get_bind().dialect.name == "postgresql"  # SQLite: always Python
     with caplog.at_level(logging.INFO, logger="siyu.orders"):

@@ -33,10 +33,13 @@ Writes: this module writes only its own staging tables; the orders tables are wr
 from __future__ import annotations
 
 import codecs
+import contextlib
 import datetime as dt
 import logging
+import queue
 import re
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +245,51 @@ def _pieces(path: Path, encoding: str) -> Iterator[tuple[bytes, int]]:
             yield blob[:cut], read
 
 
+def _checked(pieces: Iterator[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:
+    for blob, read in pieces:
+        if _CSV.fullmatch(blob) is None:
+            raise Refused("not plain CSV (a quote inside an unquoted field, a CR, a newline)")
+        yield blob, read
+
+
+def _ahead(items: Iterator[_T]) -> Generator[_T, None, None]:
+    """``items``, produced in a thread one ahead of the consumer: the next piece is decoded
+    and checked (Python, holding the GIL) while PostgreSQL parses the previous one's COPY (a
+    wait on the socket, without it). The producer's error is raised here, in order."""
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        handoff.put((True, item), timeout=0.1)
+                        break
+                if stop.is_set():
+                    return
+            handoff.put((False, None))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
+            handoff.put((False, err))
+
+    producer = threading.Thread(target=produce, name="orders-import-read", daemon=True)
+    producer.start()
+    try:
+        while True:
+            more, got = handoff.get()
+            if not more:
+                if got is not None:
+                    raise got
+                return
+            yield got
+    finally:
+        stop.set()
+        while producer.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.1)
+        producer.join()
+
+
 def _stage(
     table: str, path: Path, *, layout: Taobao, encoding: str, import_id: int, size: int
 ) -> int:
@@ -258,27 +306,27 @@ def _stage(
     lines = rows = 0
     last = b""
     first = True
-    for blob, read in _pieces(path, encoding):
-        if _CSV.fullmatch(blob) is None:
-            raise Refused("not plain CSV (a quote inside an unquoted field, a CR, a newline)")
-        lines += blob.count(b"\n")
-        last = blob[-1:]
-        try:
-            with unit_of_work() as db:
-                raw: Any = db.connection().connection.driver_connection
-                with raw.cursor() as cur:
-                    with cur.copy(
-                        f"COPY {table} ({', '.join(cols)}) FROM STDIN "
-                        f"(FORMAT csv, HEADER {'true' if first else 'false'}, ENCODING 'UTF8')"
-                    ) as copy:
-                        copy.write(blob)
-                    rows += cur.rowcount
-                imp = db.get(m.Import, import_id)
-                assert imp is not None
-                imp.bytes_read = min(read, size) // 2
-        except psycopg.Error as err:
-            raise Refused(f"COPY refused the file: {err}") from None
-        first = False
+    # closing: a refused piece stops the reader thread now, not when garbage is collected.
+    with contextlib.closing(_ahead(_checked(_pieces(path, encoding)))) as pieces:
+        for blob, read in pieces:
+            lines += blob.count(b"\n")
+            last = blob[-1:]
+            try:
+                with unit_of_work() as db:
+                    raw: Any = db.connection().connection.driver_connection
+                    with raw.cursor() as cur:
+                        with cur.copy(
+                            f"COPY {table} ({', '.join(cols)}) FROM STDIN "
+                            f"(FORMAT csv, HEADER {'true' if first else 'false'}, ENCODING 'UTF8')"
+                        ) as copy:
+                            copy.write(blob)
+                        rows += cur.rowcount
+                    imp = db.get(m.Import, import_id)
+                    assert imp is not None
+                    imp.bytes_read = min(read, size) // 2
+            except psycopg.Error as err:
+                raise Refused(f"COPY refused the file: {err}") from None
+            first = False
     physical = lines + (1 if last and last != b"\n" else 0)
     if rows != physical - 1:
         raise Refused("rows span lines (quoted newlines or blank lines)")
