@@ -332,6 +332,9 @@ def _stage(
         raise Refused("rows span lines (quoted newlines or blank lines)")
     with unit_of_work() as db:
         db.execute(text(f"CREATE INDEX ON {table} USING brin (line)"))
+        # The plans need the row count and the lines' range, not fine histograms of every
+        # text column: a tenth of the default sample (0.6 s -> 0.04 s for 200,000 rows).
+        db.execute(text("SET LOCAL default_statistics_target = 10"))
         db.execute(text(f"ANALYZE {table}"))
     return rows
 
