@@ -332,3 +332,31 @@ def test_an_order_repeated_across_chunks_and_halves_keeps_its_last_line(db, tmp_
             )
         )
         assert halves == {0, 1}
+
+
+def test_staged_progress_after_each_chunk_counts_both_halves(db, tmp_path, monkeypatch):
+    """Progress is reported after each chunk's two halves committed: counts add up to the
+    lines done so far and the bytes read only grow (the Python path: after each batch)."""
+    from siyu.orders import staged
+
+    monkeypatch.setattr(staged, "CHUNK", 5)
+    tenant = make_tenant(db)
+    rows = [TbRow(f"90{i % 7}", f"tb_{i}", "10") for i in range(12)] + [TbRow("", "x", "1")]
+    path = tmp_path / "p.csv"
+    path.write_bytes(_minimal(rows))
+    imp = service.create_import(
+        db, tenant_id=tenant.id, filename=path.name, fmt=None, session_id=None
+    )
+    db.flush()
+    seen: list[tuple[int, int, int]] = []
+
+    def progress(i: m.Import) -> None:
+        seen.append((i.rows, i.imported + i.updated + i.rejected, i.bytes_read))
+
+    done = flows.run_import(imp.id, path, progress=progress)
+
+    assert (done.rows, done.imported, done.updated, done.rejected) == (13, 7, 5, 1)
+    assert all(r == total for r, total, _ in seen)
+    assert [b for *_, b in seen] == sorted(b for *_, b in seen)
+    if db.get_bind().dialect.name == "postgresql":
+        assert [r for r, *_ in seen] == [5, 10, 13]

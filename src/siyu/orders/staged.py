@@ -12,7 +12,8 @@ written yet, so behaviour is the same either way:
    ``csv`` and PostgreSQL's CSV parser read the same cells; a bare ``="1"`` (Python keeps the
    quotes, PostgreSQL drops them), text after a closing quote, quoted newlines and bare CRs
    are refused. So are pieces COPY refuses (short or long rows, NUL) and files whose
-   physical lines are not rows + 1 (blank lines: line numbers would drift).
+   physical lines are not rows + 1 (blank lines: line numbers would drift). A reader thread
+   decodes and checks the next piece while the previous one is COPYed.
 2. Cells with few distinct values (statuses, amounts, times) are parsed once each by the very
    functions the Python path calls (``TAOBAO_STATUS``, ``readers.money_fen``,
    ``Layout.times``) into a lookup table: good values and bad values apart.
@@ -24,6 +25,12 @@ written yet, so behaviour is the same either way:
    or a Record that takes the row's place (a buyer padded with a full-width space). Then
    ``service.upsert_normalised`` writes the ``ok`` rows (the last line per order wins) and
    claims are settled.
+
+Two cores: the lookup's scan and each chunk's normalisation run in two halves of the line
+range, the upsert in two halves of the order numbers (``hashtext(order_no) & 1``: every line of
+an order in one half, so the last still wins), on two connections at once (``_Pair``). Each
+upsert half is one transaction with its counts (``service.add_counts``, increments in SQL),
+the first half with the chunk's rejects; the next chunk starts when both committed.
 
 Writes: this module writes only its own staging tables; the orders tables are written by
 ``service`` (``add_rejects``, ``upsert_normalised``, ``after_normalised_upsert``,
