@@ -15,8 +15,10 @@
    is printed beside it.
 3. The import: ``siyu.orders.flows.run_import`` on the same file, in a child process (its peak
    RSS is read from ``getrusage(RUSAGE_CHILDREN)``): detection, then ``orders.staged``: the
-   file COPYed into an unlogged text staging table, validated and normalised in SQL, one
-   ``INSERT … ON CONFLICT DO UPDATE`` and one commit per 250,000 lines, claims settled per chunk.
+   file COPYed into an unlogged text staging table (the next piece decoded meanwhile),
+   validated and normalised in SQL, then per 250,000 lines two ``INSERT … ON CONFLICT DO
+   UPDATE`` transactions at once (two halves of the order numbers, two connections), claims
+   settled per half.
 
 Prints rows/s of both, the ratio, and the child's peak memory; the target is ≥ 50% of COPY's
 rows/s and < 300 MB (``VERDICT`` line; exit 1 when missed). A fresh database

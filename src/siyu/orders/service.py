@@ -206,6 +206,25 @@ def count_batch(db: Session, imp: m.Import, res: BatchResult, *, position: int) 
     db.flush()
 
 
+def add_counts(db: Session, *, import_id: int, res: BatchResult, position: int) -> None:
+    """``count_batch`` as one conditional UPDATE: increments in SQL, so concurrent
+    transactions of one import (``staged``'s two halves of a chunk) add up instead of one
+    overwriting the other. Takes the import's row lock until commit."""
+    db.execute(
+        update(m.Import)
+        .where(m.Import.id == import_id)
+        .values(
+            imported=m.Import.imported + res.imported,
+            updated=m.Import.updated + res.updated,
+            rejected=m.Import.rejected + res.rejected,
+            rows=m.Import.rows + res.imported + res.updated + res.rejected,
+            bytes_read=func.greatest(m.Import.bytes_read, position),
+            progress_at=clock.now(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def finish_import(db: Session, imp: m.Import, *, status: str, error: str = "") -> None:
     imp.status = status
     imp.error = error[:500]
@@ -464,12 +483,22 @@ _OPEN_CLAIMS = (m.PENDING, m.CREDITED, m.REVERSED)
 
 
 def upsert_normalised(
-    db: Session, *, table: str, lo: int, hi: int, imp: m.Import, now: dt.datetime
+    db: Session,
+    *,
+    table: str,
+    lo: int,
+    hi: int,
+    imp: m.Import,
+    now: dt.datetime,
+    half: int | None = None,
 ) -> tuple[int, int]:
     """Upsert an import's normalised rows (PostgreSQL; ``orders.staged``): ``table`` holds
     (line, order_no, buyer, paid_fen, refund_fen, status, ordered_at, paid_at, items, ok);
     the ``ok`` rows of lines [lo, hi] are written, the last line per order number winning.
-    Returns (new orders, rows written including the superseded duplicates)."""
+    ``half`` (0 or 1) keeps to the order numbers with ``hashtext(order_no) & 1 = half``: every
+    line of one order falls in the same half, so two halves may run in two concurrent
+    transactions and the last line still wins. Returns (new orders, rows written including
+    the superseded duplicates)."""
     from siyu.live import service as live
 
     params: dict[str, Any] = {}
@@ -491,9 +520,10 @@ def upsert_normalised(
             "w_starts": [w[1] for w in windows],
             "w_ends": [w[2] for w in windows],
         }
+    split = "" if half is None else " AND hashtext(order_no) & 1 = :half"
     new, valid = db.execute(
         text(
-            f"WITH src AS (SELECT * FROM {table} WHERE ok AND line BETWEEN :lo AND :hi), "
+            f"WITH src AS (SELECT * FROM {table} WHERE ok AND line BETWEEN :lo AND :hi{split}), "
             "last AS (SELECT DISTINCT ON (order_no) * FROM src ORDER BY order_no, line DESC), "
             f"up AS (INSERT INTO orders ({', '.join(_COLUMNS)}) "
             "SELECT :t, 'taobao', order_no, buyer, paid_fen, least(refund_fen, paid_fen), status, "
@@ -509,6 +539,7 @@ def upsert_normalised(
             "imp": imp.id,
             "session": imp.session_id,
             "now": now,
+            "half": half,
             **params,
         },
     ).one()
