@@ -13,16 +13,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import queue
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from siyu.core.db import unit_of_work
 from siyu.core.errors import SiyuError
 from siyu.orders import models as m
 from siyu.orders import service, staged
-from siyu.orders.readers import Record, Reject, Taobao, open_source
+from siyu.orders.readers import Record, Reject, Taobao, ahead, open_source
 from siyu.tenants.models import Tenant
 
 BATCH = 10_000
@@ -73,30 +71,15 @@ def run_import(
                 return _finish(import_id, m.DONE, "")
             except staged.Refused as why:
                 log.info("orders import takes the Python path: %s", why)
+
         # Parsing (Python, holds the GIL) overlaps the previous batch's database work (waits
-        # on the socket, releases it): a reader thread fills a queue two batches deep, so
-        # memory stays bounded.
-        Batch = tuple[list[Record | Reject], int]
-        batches: queue.Queue[Batch | BaseException | None] = queue.Queue(2)
-        stop = threading.Event()
+        # on the socket, releases it), two batches ahead at most, so memory stays bounded.
+        def batches() -> Iterator[tuple[list[Record | Reject], int]]:
+            while items := list(itertools.islice(source.rows, BATCH)):
+                yield items, source.position()
 
-        def read() -> None:
-            try:
-                while not stop.is_set():
-                    items = list(itertools.islice(source.rows, BATCH))
-                    batches.put((items, source.position()) if items else None)
-                    if not items:
-                        return
-            except BaseException as err:  # noqa: BLE001 - handed to the writer, re-raised there
-                batches.put(err)
-
-        reader = threading.Thread(target=read, name=f"import-{import_id}", daemon=True)
-        reader.start()
-        try:
-            while (got := batches.get()) is not None:
-                if isinstance(got, BaseException):
-                    raise got
-                items, position = got
+        with contextlib.closing(ahead(batches(), depth=2)) as read:
+            for items, position in read:
                 with unit_of_work() as db:
                     imp = db.get(m.Import, import_id)
                     assert imp is not None
@@ -106,12 +89,6 @@ def run_import(
                     service.count_batch(db, imp, res, position=position)
                 if progress is not None:
                     progress(imp)
-        finally:
-            stop.set()
-            while reader.is_alive():  # unblock a reader waiting on a full queue
-                with contextlib.suppress(queue.Empty):
-                    batches.get(timeout=0.1)
-            reader.join()
     finally:
         source.close()
     return _finish(import_id, m.DONE, "")

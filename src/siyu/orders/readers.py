@@ -38,20 +38,25 @@ session_id  no       the live session's id (an integer)
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import io
+import queue
 import re
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from siyu.core.i18n import _l
 from siyu.core.i18n import gettext as _
 from siyu.orders import models as m
 from siyu.orders.errors import UnknownFormat, UnreadableFile
+
+_T = TypeVar("_T")
 
 FORMATS = ("taobao", "douyin", "generic")
 PLATFORMS = ("taobao", "douyin", "kuaishou")
@@ -573,3 +578,43 @@ REASONS = (
 def data_rows(items: list[Record | Reject]) -> int:
     """File rows behind these items (a merged Douyin order stands for several rows)."""
     return sum(1 + r.merged if isinstance(r, Record) else 1 for r in items)
+
+
+def ahead(items: Iterator[_T], depth: int = 1) -> Generator[_T, None, None]:
+    """``items``, produced in a thread up to ``depth`` ahead of the consumer: the next piece
+    or batch is read and parsed (Python, holding the GIL) while PostgreSQL works on the
+    previous one (a wait on the socket, without it); memory stays bounded by ``depth``. The
+    producer's error is raised here, in order. Close the generator (``contextlib.closing``)
+    to stop the producer when the consumer gives up early."""
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        handoff.put((True, item), timeout=0.1)
+                        break
+                if stop.is_set():
+                    return
+            handoff.put((False, None))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
+            handoff.put((False, err))
+
+    producer = threading.Thread(target=produce, name="orders-import-read", daemon=True)
+    producer.start()
+    try:
+        while True:
+            more, got = handoff.get()
+            if not more:
+                if got is not None:
+                    raise got
+                return
+            yield got
+    finally:
+        stop.set()
+        while producer.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.1)
+        producer.join()

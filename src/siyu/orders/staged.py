@@ -43,10 +43,8 @@ import codecs
 import contextlib
 import datetime as dt
 import logging
-import queue
 import re
-import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +58,16 @@ from siyu.core import clock
 from siyu.core.db import session_factory, unit_of_work
 from siyu.orders import models as m
 from siyu.orders import service
-from siyu.orders.readers import TAOBAO_STATUS, Bad, Record, Reject, Taobao, clean, money_fen
+from siyu.orders.readers import (
+    TAOBAO_STATUS,
+    Bad,
+    Record,
+    Reject,
+    Taobao,
+    ahead,
+    clean,
+    money_fen,
+)
 
 log = logging.getLogger("siyu.orders")
 CHUNK = 250_000  # lines per upsert transaction
@@ -259,44 +266,6 @@ def _checked(pieces: Iterator[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]
         yield blob, read
 
 
-def _ahead(items: Iterator[_T]) -> Generator[_T, None, None]:
-    """``items``, produced in a thread one ahead of the consumer: the next piece is decoded
-    and checked (Python, holding the GIL) while PostgreSQL parses the previous one's COPY (a
-    wait on the socket, without it). The producer's error is raised here, in order."""
-    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(1)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    with contextlib.suppress(queue.Full):
-                        handoff.put((True, item), timeout=0.1)
-                        break
-                if stop.is_set():
-                    return
-            handoff.put((False, None))
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
-            handoff.put((False, err))
-
-    producer = threading.Thread(target=produce, name="orders-import-read", daemon=True)
-    producer.start()
-    try:
-        while True:
-            more, got = handoff.get()
-            if not more:
-                if got is not None:
-                    raise got
-                return
-            yield got
-    finally:
-        stop.set()
-        while producer.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                handoff.get(timeout=0.1)
-        producer.join()
-
-
 def _stage(
     table: str, path: Path, *, layout: Taobao, encoding: str, import_id: int, size: int
 ) -> int:
@@ -314,7 +283,7 @@ def _stage(
     last = b""
     first = True
     # closing: a refused piece stops the reader thread now, not when garbage is collected.
-    with contextlib.closing(_ahead(_checked(_pieces(path, encoding)))) as pieces:
+    with contextlib.closing(ahead(_checked(_pieces(path, encoding)))) as pieces:
         for blob, read in pieces:
             lines += blob.count(b"\n")
             last = blob[-1:]
