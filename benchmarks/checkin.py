@@ -58,6 +58,7 @@ SECRET = secrets.token_urlsafe(32)
 # Member tokens are signed with the server's secret: fix it before siyu reads its settings.
 os.environ["SIYU_SECRET_KEY"] = SECRET
 
+from fake_wechat import cpu_seconds, postgres_pids  # noqa: E402  (its CPU accounting)
 from sqlalchemy import text  # noqa: E402
 
 from ledger import (  # noqa: E402  (benchmarks/ledger.py: the pgbench helpers)
@@ -322,32 +323,19 @@ async def drive(
 # --- main -------------------------------------------------------------------------------------
 
 
-def _procs() -> dict[int, tuple[str, int, float]]:
-    """pid → (name, parent pid, CPU seconds), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+def server_pids(server: int) -> list[int]:
+    """``siyu serve`` and the web processes it spawned (its children)."""
+    pids = [server]
+    for d in Path("/proc").iterdir():
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            if (
+                d.name.isdigit()
+                and int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == server
+            ):
+                pids.append(int(d.name))
         except OSError:  # gone meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        out[int(pid)] = (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    return out
-
-
-def cpu_seconds(server: int) -> tuple[float, float]:
-    """CPU so far of the server's process tree and of PostgreSQL's processes."""
-    procs = _procs()
-    tree, grew = {server}, True
-    while grew:
-        more = {pid for pid, (_, ppid, _) in procs.items() if ppid in tree} - tree
-        tree |= more
-        grew = bool(more)
-    web = sum(procs[p][2] for p in tree if p in procs)
-    pg = sum(cpu for name, _, cpu in procs.values() if name.startswith("postgres"))
-    return web, pg
+    return pids
 
 
 def function_tps(url: str, pg_url: str, tenant_id: int, member_ids: list[int], args: Any) -> float:
@@ -393,10 +381,12 @@ def benchmark(args: argparse.Namespace) -> int:
         port = free_port()
         proc = start_server(url, port, args.workers)
         try:
-            (web0, pg0), client0 = cpu_seconds(proc.pid), time.process_time()
+            web = server_pids(proc.pid)
+            web0, pg0 = cpu_seconds(web), cpu_seconds(postgres_pids())
+            client0 = time.process_time()
             warm, run = asyncio.run(drive(port, tokens, args.clients, args.warmup, args.seconds))
             n = max(1, warm.done + run.done)
-            web1, pg1 = cpu_seconds(proc.pid)
+            web1, pg1 = cpu_seconds(web), cpu_seconds(postgres_pids())
             cpu_ms = {
                 "load client": (time.process_time() - client0) / n * 1000,
                 "web processes": (web1 - web0) / n * 1000,
