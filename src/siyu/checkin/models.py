@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, ForeignKeyConstraint, String, UniqueConstraint
+from sqlalchemy import Date, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.core import clock
-from siyu.core.db import Base, UTCDateTime
+from siyu.core.db import Base, UTCDateTime, of_tenant
 
 DAILY, MAKEUP = "daily", "makeup"
 
@@ -24,8 +24,7 @@ class Checkin(Base):
     __tablename__ = "checkins"
     __table_args__ = (
         UniqueConstraint("tenant_id", "member_id", "checked_on"),
-        # The member, of this tenant (ledger.models._of_tenant: one key, no tenant-row lock).
-        ForeignKeyConstraint(["tenant_id", "member_id"], ["members.tenant_id", "members.id"]),
+        of_tenant("member_id", "members"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

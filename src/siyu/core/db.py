@@ -20,6 +20,7 @@ from sqlalchemy import (
     ARRAY,
     DateTime,
     Engine,
+    ForeignKeyConstraint,
     Integer,
     MetaData,
     any_,
@@ -41,6 +42,19 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def of_tenant(column: str, parent: str) -> ForeignKeyConstraint:
+    """``(tenant_id, column)`` references ``parent(tenant_id, id)``: the row's parent exists
+    and belongs to the row's tenant, and the tenant exists through the parent's own key
+    (the parent needs a unique index on ``(tenant_id, id)``).
+
+    Separate keys on ``tenant_id`` and ``column`` made every posting take ``FOR KEY SHARE``
+    on the one tenant row from several tables; concurrent postings shared it through
+    multixacts, which cost PostgreSQL more than the posting (benchmarks/README.md,
+    "composite keys"). On SQLite the ledger's tables keep their single-column keys (see the
+    migration "ledger keys of tenant")."""
+    return ForeignKeyConstraint(["tenant_id", column], [f"{parent}.tenant_id", f"{parent}.id"])
 
 
 class Base(DeclarativeBase):

@@ -14,7 +14,6 @@ import datetime as dt
 from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     String,
     UniqueConstraint,
@@ -22,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.core import clock
-from siyu.core.db import Base, UTCDateTime
+from siyu.core.db import Base, UTCDateTime, of_tenant
 
 # Account kinds. A member wallet is the only kind a member owns and the only one that must
 # never go negative.
@@ -37,18 +36,6 @@ DEBT_ACCOUNT = "debt"
 # Entry kinds.
 CREDIT, DEBIT, EXPIRE, REVERSAL = "credit", "debit", "expire", "reversal"
 DEBT, SETTLE = "debt", "settle"  # a debt recorded; a debt paid from new earnings
-
-
-def _of_tenant(column: str, parent: str) -> ForeignKeyConstraint:
-    """``(tenant_id, column)`` references ``parent(tenant_id, id)``: the row's parent exists
-    and belongs to the row's tenant, and the tenant exists through the parent's own key.
-
-    Separate keys on ``tenant_id`` and ``column`` made every posting take ``FOR KEY SHARE``
-    on the one tenant row from several tables; concurrent postings shared it through
-    multixacts, which cost PostgreSQL more than the posting (benchmarks/README.md,
-    "composite keys"). On SQLite the tables keep their single-column keys (see the migration
-    "ledger keys of tenant")."""
-    return ForeignKeyConstraint(["tenant_id", column], [f"{parent}.tenant_id", f"{parent}.id"])
 
 
 class Account(Base):
@@ -80,7 +67,7 @@ class JournalEntry(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_ledger_entries_member_history", "tenant_id", "member_id", "id"),
-        _of_tenant("member_id", "members"),
+        of_tenant("member_id", "members"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -107,7 +94,7 @@ class Posting(Base):
     __tablename__ = "ledger_postings"
     __table_args__ = (
         Index("ix_ledger_postings_account", "account_id", "entry_id"),
-        _of_tenant("account_id", "ledger_accounts"),
+        of_tenant("account_id", "ledger_accounts"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -125,7 +112,7 @@ class Lot(Base):
         Index("ix_ledger_lots_open", "account_id", "remaining"),
         Index("ix_ledger_lots_due", "tenant_id", "expires_at"),
         CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_in_range"),
-        _of_tenant("account_id", "ledger_accounts"),
+        of_tenant("account_id", "ledger_accounts"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -19,7 +19,7 @@ class Member(Base):
         UniqueConstraint("tenant_id", "openid"),
         Index("ix_members_tenant_unionid", "tenant_id", "unionid"),
         Index("ix_members_tenant_joined", "tenant_id", "joined_at"),
-        # The key of (tenant_id, member_id) references (ledger.models._of_tenant).
+        # The key of (tenant_id, member_id) references (core.db.of_tenant).
         Index("ix_members_of_tenant", "tenant_id", "id", unique=True),
     )
 
