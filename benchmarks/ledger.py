@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/ledger.py [--seconds 10] [--members 1000] [--clients 1,8]
     .venv/bin/python benchmarks/ledger.py --profile [--profile-html out.html]
 
-What one "posting" is: one committed transaction through the real service layer,
-``with unit_of_work() as db: ledger.grant(...)`` or ``ledger.spend(...)`` for a random member
+What one "posting" is: one committed transaction through the real service layer as the API
+and the CLI post, ``ledger.alone(ledger.grant, ...)`` or ``ledger.spend`` for a random member
 of one tenant, with a fresh idempotency key. Each client alternates grant 10 / spend 7, so half
 the postings take the spend path (lots, expiry check) and half the grant path (new lot). Each
 posting writes a journal entry and two posting rows.
@@ -20,7 +20,7 @@ before the PostgreSQL run it is compared with. SQLite has no pgbench; its rows a
 with the PostgreSQL pgbench figure, as a reference only. Target: PostgreSQL at 8 clients
 reaches 50% of pgbench's TPS; the script exits 1 when it does not (or when a posting failed
 or ``ledger.verify`` finds a problem afterwards). After the ledger runs, pgbench also drives the
-ledger's own PostgreSQL posting functions (BEGIN, one call, END) with the same clients: the
+ledger's own PostgreSQL posting functions (one call in autocommit) with the same clients: the
 same server work with a client that costs almost nothing, i.e. the ceiling for the ledger on
 that server (``--no-functions`` skips it).
 
@@ -149,28 +149,28 @@ def verify(url: str, tenant_id: int) -> ledger.VerifyReport:
 
 
 def post_one(tenant_id: int, member_id: int, key: str, n: int) -> None:
-    """One posting, one transaction: even ``n`` grants, odd ``n`` spends."""
-    with core_db.unit_of_work() as db:
-        if n % 2 == 0:
-            ledger.grant(
-                db,
-                tenant_id=tenant_id,
-                member_id=member_id,
-                points=GRANT,
-                reason="purchase",
-                idempotency_key=key,
-                actor=ledger.JOB,
-            )
-        else:
-            ledger.spend(
-                db,
-                tenant_id=tenant_id,
-                member_id=member_id,
-                points=SPEND,
-                reason="redeem",
-                idempotency_key=key,
-                actor=ledger.JOB,
-            )
+    """One posting, one transaction, as the API and the CLI post: even ``n`` grants, odd ``n``
+    spends."""
+    if n % 2 == 0:
+        ledger.alone(
+            ledger.grant,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            points=GRANT,
+            reason="purchase",
+            idempotency_key=key,
+            actor=ledger.JOB,
+        )
+    else:
+        ledger.alone(
+            ledger.spend,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            points=SPEND,
+            reason="redeem",
+            idempotency_key=key,
+            actor=ledger.JOB,
+        )
 
 
 def count_statements(engine: Engine) -> Callable[[], int]:
@@ -406,19 +406,15 @@ def pgbench_tps(admin_url: str, name: str, n_clients: int, seconds: float) -> fl
 
 
 _FUNCTION_SCRIPTS = {
-    # The statements the service sends on its PostgreSQL hot path (BEGIN, one posting function
-    # call, COMMIT), driven by pgbench's C client instead of Python: what the server side alone
-    # allows, for the same mix of grants and spends.
+    # The statement the service sends on its PostgreSQL hot path (``ledger.alone``: one posting
+    # function call in autocommit), driven by pgbench's C client instead of Python: what the
+    # server side alone allows, for the same mix of grants and spends.
     "grant": "\\set m random({lo}, {hi})\n"
-    "BEGIN;\n"
     "SELECT id FROM siyu_ledger_grant({tenant}, :m, {grant}, 'purchase', '', '', 'job', '',"
-    " 'pgbench-g-' || cast(:client_id as text) || '-' || random(), NULL, true, now());\n"
-    "END;\n",
+    " 'pgbench-g-' || cast(:client_id as text) || '-' || random(), NULL, true, now());\n",
     "spend": "\\set m random({lo}, {hi})\n"
-    "BEGIN;\n"
     "SELECT id FROM siyu_ledger_spend({tenant}, :m, {spend}, 'redeem', '', '', 'job', '',"
-    " 'pgbench-s-' || cast(:client_id as text) || '-' || random(), now());\n"
-    "END;\n",
+    " 'pgbench-s-' || cast(:client_id as text) || '-' || random(), now());\n",
 }
 
 
@@ -560,7 +556,7 @@ def benchmark(args: argparse.Namespace) -> int:
     )
     for c, tps in fn_tps.items():
         print(
-            f"pgbench driving the posting functions (BEGIN, one call, END; no Python), "
+            f"pgbench driving the posting functions (one call in autocommit; no Python), "
             f"{c} clients: {tps:.0f} tps = {tps / pg_tps[c]:.0%} of pgbench -N: the server-side "
             f"ceiling for the ledger at that client count"
         )

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from siyu.core import db as dbmod
 from siyu.core import logs
 from siyu.core.cli import JsonFlag, TenantOpt, command, console, emit, fail
 from siyu.core.cli import tenant_id as _tenant_id
@@ -224,8 +225,9 @@ def points_grant(
             fail(as_json, "points.invalid_expiry", "give a timezone, e.g. 2027-01-01T00:00+08:00")
     with command(as_json) as db:
         tid = _tenant_id(db, tenant)
-        e = ledger.grant(
-            db,
+        dbmod.release(db)  # the posting is a transaction of its own
+        e = ledger.alone(
+            ledger.grant,
             tenant_id=tid,
             member_id=member,
             points=points,
@@ -257,8 +259,9 @@ def points_spend(
 
     with command(as_json) as db:
         tid = _tenant_id(db, tenant)
-        e = ledger.spend(
-            db,
+        dbmod.release(db)  # the posting is a transaction of its own
+        e = ledger.alone(
+            ledger.spend,
             tenant_id=tid,
             member_id=member,
             points=points,

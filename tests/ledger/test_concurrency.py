@@ -20,7 +20,8 @@ from siyu.core import clock
 from siyu.core.db import unit_of_work
 from siyu.ledger import models as m
 from siyu.ledger import service as ledger
-from siyu.ledger.errors import InsufficientPoints, ReversalTooLarge
+from siyu.ledger.errors import IdempotencyConflict, InsufficientPoints, ReversalTooLarge
+from siyu.members.errors import MemberNotFound
 from tests.factories import grant, make_member, make_tenant
 
 pytestmark = pytest.mark.concurrency
@@ -79,7 +80,17 @@ def assert_verified(tenant_id: int) -> None:
     assert report.problems == []
 
 
-def test_parallel_spends_never_overdraw_and_exactly_the_affordable_ones_succeed(committed):
+def posted(posting: Callable[..., m.JournalEntry], alone: bool, **kw: Any) -> m.JournalEntry:
+    """``posting`` in a unit of work of its own, or through ``ledger.alone`` (the API's and the
+    CLI's way: on PostgreSQL one statement in autocommit)."""
+    if alone:
+        return ledger.alone(posting, **kw)
+    with unit_of_work() as db:
+        return posting(db, **kw)
+
+
+@pytest.mark.parametrize("alone", [False, True], ids=["unit_of_work", "alone"])
+def test_parallel_spends_never_overdraw_and_exactly_the_affordable_ones_succeed(committed, alone):
     tenant_id, [member_id] = setup_members(1, 100)
     each, cost = 4, 3  # 64 attempts at 3 points against 100: 33 fit
 
@@ -87,17 +98,17 @@ def test_parallel_spends_never_overdraw_and_exactly_the_affordable_ones_succeed(
         out: list[int | None] = []
         for i in range(each):
             try:
-                with unit_of_work() as db:
-                    e = ledger.spend(
-                        db,
-                        tenant_id=tenant_id,
-                        member_id=member_id,
-                        points=cost,
-                        reason="redeem",
-                        idempotency_key=f"spend-{n}-{i}",
-                        actor=ledger.CLI,
-                    )
-                    out.append(e.id)
+                e = posted(
+                    ledger.spend,
+                    alone,
+                    tenant_id=tenant_id,
+                    member_id=member_id,
+                    points=cost,
+                    reason="redeem",
+                    idempotency_key=f"spend-{n}-{i}",
+                    actor=ledger.CLI,
+                )
+                out.append(e.id)
             except InsufficientPoints:
                 out.append(None)
         return out
@@ -114,42 +125,42 @@ def test_parallel_spends_never_overdraw_and_exactly_the_affordable_ones_succeed(
     assert_verified(tenant_id)
 
 
-def _spend_same(tenant_id: int, member_id: int, entry_id: int) -> m.JournalEntry:
-    with unit_of_work() as db:
-        return ledger.spend(
-            db,
-            tenant_id=tenant_id,
-            member_id=member_id,
-            points=60,
-            reason="redeem",
-            idempotency_key="same-key",
-            actor=ledger.CLI,
-        )
+def _spend_same(tenant_id: int, member_id: int, entry_id: int, alone: bool) -> m.JournalEntry:
+    return posted(
+        ledger.spend,
+        alone,
+        tenant_id=tenant_id,
+        member_id=member_id,
+        points=60,
+        reason="redeem",
+        idempotency_key="same-key",
+        actor=ledger.CLI,
+    )
 
 
-def _grant_same(tenant_id: int, member_id: int, entry_id: int) -> m.JournalEntry:
-    with unit_of_work() as db:
-        return ledger.grant(
-            db,
-            tenant_id=tenant_id,
-            member_id=member_id,
-            points=60,
-            reason="purchase",
-            idempotency_key="same-key",
-            actor=ledger.CLI,
-        )
+def _grant_same(tenant_id: int, member_id: int, entry_id: int, alone: bool) -> m.JournalEntry:
+    return posted(
+        ledger.grant,
+        alone,
+        tenant_id=tenant_id,
+        member_id=member_id,
+        points=60,
+        reason="purchase",
+        idempotency_key="same-key",
+        actor=ledger.CLI,
+    )
 
 
-def _reverse_same(tenant_id: int, member_id: int, entry_id: int) -> m.JournalEntry:
-    with unit_of_work() as db:
-        return ledger.reverse(
-            db,
-            tenant_id=tenant_id,
-            entry_id=entry_id,
-            points=60,
-            idempotency_key="same-key",
-            actor=ledger.CLI,
-        )
+def _reverse_same(tenant_id: int, member_id: int, entry_id: int, alone: bool) -> m.JournalEntry:
+    return posted(
+        ledger.reverse,
+        alone,
+        tenant_id=tenant_id,
+        entry_id=entry_id,
+        points=60,
+        idempotency_key="same-key",
+        actor=ledger.CLI,
+    )
 
 
 @pytest.mark.parametrize(
@@ -160,7 +171,8 @@ def _reverse_same(tenant_id: int, member_id: int, entry_id: int) -> m.JournalEnt
         (_reverse_same, m.REVERSAL, -60),
     ],
 )
-def test_parallel_replays_of_one_key_apply_it_once(committed, call, kind, change):
+@pytest.mark.parametrize("alone", [False, True], ids=["unit_of_work", "alone"])
+def test_parallel_replays_of_one_key_apply_it_once(committed, call, kind, change, alone):
     # 100 points: a second spend or credit reversal of 60 would not fit, so a replay that
     # raced past the key check would fail loudly instead of returning the first entry.
     tenant_id, [member_id] = setup_members(1, 0)
@@ -174,7 +186,7 @@ def test_parallel_replays_of_one_key_apply_it_once(committed, call, kind, change
             idempotency_key="first",
             actor=ledger.CLI,
         )
-    results = run_threads(lambda n: call(tenant_id, member_id, credit.id).id)
+    results = run_threads(lambda n: call(tenant_id, member_id, credit.id, alone).id)
     assert len(set(results)) == 1
     with unit_of_work() as db:
         entries = db.scalars(
@@ -283,3 +295,52 @@ def test_parallel_grants_spends_reversals_and_expiry_keep_the_ledger_consistent(
             assert entry.reversed_points == abs(int(reversed_sum)) <= abs(entry.points)
     for member_id in members:  # SQLite: one writer at a time, so not inside the block above
         assert min(wallet_history(tenant_id, member_id)) >= 0
+
+
+def test_a_posting_alone_commits_by_itself_and_leaves_the_uncommon_cases_to_python(committed):
+    # ledger.alone is how the API and the CLI post. Its first posting for a member finds no
+    # wallet (the Python path opens one); a spend beyond the balance, a replay under another
+    # amount and another tenant's member are refused with nothing written; the pool's
+    # connections go back in transaction mode, so sessions after it still roll back.
+    tenant_id, [member_id] = setup_members(1, 0)
+    other_tenant, [stranger] = setup_members(1, 0)
+    kw: dict[str, Any] = {"tenant_id": tenant_id, "member_id": member_id, "actor": ledger.CLI}
+    first = ledger.alone(ledger.grant, points=50, reason="purchase", idempotency_key="a", **kw)
+    again = ledger.alone(ledger.grant, points=50, reason="purchase", idempotency_key="a", **kw)
+    assert (again.id, again.points, again.kind) == (first.id, 50, m.CREDIT)
+    spent = ledger.alone(ledger.spend, points=20, reason="redeem", idempotency_key="b", **kw)
+    assert (spent.points, spent.kind, spent.member_id) == (-20, m.DEBIT, member_id)
+    with pytest.raises(InsufficientPoints):
+        ledger.alone(ledger.spend, points=31, reason="redeem", idempotency_key="c", **kw)
+    with pytest.raises(IdempotencyConflict):
+        ledger.alone(ledger.spend, points=21, reason="redeem", idempotency_key="b", **kw)
+    with pytest.raises(MemberNotFound):
+        ledger.alone(
+            ledger.grant,
+            tenant_id=tenant_id,
+            member_id=stranger,
+            points=5,
+            reason="purchase",
+            idempotency_key="d",
+            actor=ledger.CLI,
+        )
+    assert balance_of(tenant_id, member_id) == 30
+    assert balance_of(other_tenant, stranger) == 0
+    with unit_of_work() as db:
+        keys = db.scalars(
+            select(m.JournalEntry.idempotency_key)
+            .where(m.JournalEntry.tenant_id == tenant_id)
+            .order_by(m.JournalEntry.id)
+        ).all()
+    assert keys == ["a", "b"]
+
+    def grant_then_fail() -> None:
+        with unit_of_work() as db:
+            ledger.grant(db, points=7, reason="purchase", idempotency_key="rolled-back", **kw)
+            raise RuntimeError("undo")
+
+    for _ in range(3):  # more than one pooled connection has been lent to alone by now
+        with pytest.raises(RuntimeError):
+            grant_then_fail()
+    assert balance_of(tenant_id, member_id) == 30
+    assert_verified(tenant_id)

@@ -285,10 +285,19 @@ def unit_of_work() -> Iterator[Session]:
     with session_factory()() as db:
         try:
             yield db
-            db.commit()
+            if db.in_transaction() or db.info.get("after_commit"):  # else nothing to commit
+                db.commit()
         except BaseException:
             db.rollback()
             raise
+
+
+def release(db: Session) -> None:
+    """End the transaction ``db`` has open (reads so far: the operator's lookup of a request,
+    the tenant of a command) and give its connection back, for a caller whose remaining work is
+    a transaction of its own (``ledger.alone``): no second pooled connection held by one
+    request, and on SQLite no write lock (``BEGIN IMMEDIATE``) held against it."""
+    db.commit()
 
 
 def in_ids(db: Session, column: Any, ids: Sequence[int]) -> Any:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
 from siyu.core import clock
+from siyu.core import db as dbmod
 from siyu.core.errors import Forbidden
 from siyu.core.web import DbSession, IdempotencyKey, TxRoute, api_member, problems, requires
 from siyu.ledger import service
@@ -105,8 +106,9 @@ def grant_points(
     key: IdempotencyKey,
 ) -> EntryRead:
     """Credit points. Send an ``Idempotency-Key``: a retry returns the first entry."""
-    entry = service.grant(
-        db,
+    dbmod.release(db)  # the operator's lookup: the posting is a transaction of its own
+    entry = service.alone(
+        service.grant,
         tenant_id=op.tenant_id,
         member_id=member_id,
         points=body.points,
@@ -135,8 +137,9 @@ def spend_points(
     key: IdempotencyKey,
 ) -> EntryRead:
     """Debit points, earliest-expiring first; ``points.insufficient`` takes nothing."""
-    entry = service.spend(
-        db,
+    dbmod.release(db)  # the operator's lookup: the posting is a transaction of its own
+    entry = service.alone(
+        service.spend,
         tenant_id=op.tenant_id,
         member_id=member_id,
         points=body.points,
