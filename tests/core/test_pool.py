@@ -10,6 +10,7 @@ from typing import Annotated
 
 import anyio
 import httpx
+import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import text
 
@@ -81,3 +82,26 @@ def test_pool_capacity_leaves_room_for_jobs(database_url):
     finally:
         dbmod.configure(*saved)
         engine.dispose()
+
+
+def test_the_pool_size_comes_from_the_settings_and_is_checked(monkeypatch):
+    import pydantic
+
+    from siyu.core.settings import Settings, get_settings
+
+    monkeypatch.setenv("SIYU_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    monkeypatch.setenv("SIYU_DB_POOL_SIZE", "7")
+    saved = dbmod._engine, dbmod._factory
+    get_settings.cache_clear()
+    dbmod.configure(None)
+    try:
+        engine = dbmod.get_engine()  # made, not connected
+        assert engine.pool.size() == 7  # type: ignore[attr-defined]
+        assert dbmod.pool_capacity() == 5  # two kept back for the job consumer
+        engine.dispose()
+    finally:
+        get_settings.cache_clear()
+        dbmod.configure(*saved)
+    monkeypatch.setenv("SIYU_DB_POOL_SIZE", "2")
+    with pytest.raises(pydantic.ValidationError, match="db_pool_size"):
+        Settings()

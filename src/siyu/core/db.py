@@ -137,7 +137,9 @@ def get_engine() -> Engine:
     if _engine is None:
         with _engine_lock:
             if _engine is None:
-                configure(make_engine(get_settings().database_url))
+                settings = get_settings()
+                kw = {} if settings.is_sqlite else {"pool_size": settings.db_pool_size}
+                configure(make_engine(settings.database_url, **kw))
     assert _engine is not None
     return _engine
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DEV_SECRET = "dev-insecure-secret-change-me"
@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     # Does `siyu serve` run a job consumer in-process? Default: yes unless Redis is configured
     # (production runs `siyu worker` processes instead).
     embedded_consumer: bool | None = None
+    # PostgreSQL connections each process keeps (web process or worker): plan the server's
+    # max_connections as processes × this, plus psql and migrations.
+    db_pool_size: int = Field(30, ge=3, le=500)  # 2 are kept back for the job consumer
     queue_name: str = "siyu"
     job_workers: int = 2
     wechat_api_base: str = "https://api.weixin.qq.com"
