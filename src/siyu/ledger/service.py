@@ -33,7 +33,7 @@ from typing import Any, Concatenate, ParamSpec, cast
 
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.instrumentation import manager_of_class
@@ -465,6 +465,8 @@ def _call_in_autocommit(engine: Engine, sql: str, params: dict[str, Any]) -> tup
             with conn.cursor() as cur:
                 cur.execute(sql, params)
                 row: tuple[Any, ...] | None = cur.fetchone()
+        except engine.dialect.loaded_dbapi.Error as err:  # as a Session would raise it
+            raise DBAPIError.instance(sql, params, err, engine.dialect.loaded_dbapi.Error) from err
         finally:
             if not conn.closed:
                 conn.autocommit = False  # as the pool lends it to sessions
