@@ -524,7 +524,9 @@ def upsert_normalised(
     new, valid = db.execute(
         text(
             f"WITH src AS (SELECT * FROM {table} WHERE ok AND line BETWEEN :lo AND :hi{split}), "
-            "last AS (SELECT DISTINCT ON (order_no) * FROM src ORDER BY order_no, line DESC), "
+            # Byte order ("C"): the same groups, sorted without the locale's strcoll.
+            'last AS (SELECT DISTINCT ON (order_no COLLATE "C") * FROM src '
+            'ORDER BY order_no COLLATE "C", line DESC), '
             f"up AS (INSERT INTO orders ({', '.join(_COLUMNS)}) "
             "SELECT :t, 'taobao', order_no, buyer, paid_fen, least(refund_fen, paid_fen), status, "
             f"ordered_at, paid_at, items, {session}, :imp, :now FROM last "
