@@ -151,26 +151,17 @@ def verify(url: str, tenant_id: int) -> ledger.VerifyReport:
 def post_one(tenant_id: int, member_id: int, key: str, n: int) -> None:
     """One posting, one transaction, as the API and the CLI post: even ``n`` grants, odd ``n``
     spends."""
-    if n % 2 == 0:
-        ledger.alone(
-            ledger.grant,
-            tenant_id=tenant_id,
-            member_id=member_id,
-            points=GRANT,
-            reason="purchase",
-            idempotency_key=key,
-            actor=ledger.JOB,
-        )
-    else:
-        ledger.alone(
-            ledger.spend,
-            tenant_id=tenant_id,
-            member_id=member_id,
-            points=SPEND,
-            reason="redeem",
-            idempotency_key=key,
-            actor=ledger.JOB,
-        )
+    posting = ledger.grant if n % 2 == 0 else ledger.spend
+    points, reason = (GRANT, "purchase") if n % 2 == 0 else (SPEND, "redeem")
+    ledger.alone(
+        posting,
+        tenant_id=tenant_id,
+        member_id=member_id,
+        points=points,
+        reason=reason,
+        idempotency_key=key,
+        actor=ledger.JOB,
+    )
 
 
 def count_statements(engine: Engine) -> Callable[[], int]:

@@ -15,12 +15,13 @@ entry back.
 
 On PostgreSQL, grants and spends first try one server-side function call each (created by
 the "ledger posting functions" migration) that does the common case in a single round trip and
-changes nothing otherwise; the Python code below then handles every case (no wallet yet, due
-lots, too few points, replays after a wait). Both implementations run the same tests and
-properties (tests/ledger runs on both databases). Elsewhere, grants and spends take few round
-trips: one locking read that also brings the
-tenant's policy and the system account, one INSERT … RETURNING for the entry, bulk inserts
-without RETURNING for postings, lots and movements, one conditional UPDATE of the wallet.
+changes nothing otherwise (``alone`` sends it in autocommit, its own transaction, for a
+posting with nothing else to write); the Python code below then handles every case (no wallet
+yet, due lots, too few points, replays after a wait). Both implementations run the same tests
+and properties (tests/ledger runs on both databases). Elsewhere, grants and spends take few
+round trips: one locking read that also brings the tenant's policy and the system account,
+one INSERT … RETURNING for the entry, bulk inserts without RETURNING for postings, lots and
+movements, one conditional UPDATE of the wallet.
 """
 
 from __future__ import annotations
@@ -482,7 +483,7 @@ def alone(
     posting: Callable[Concatenate[Session, P], m.JournalEntry], *args: P.args, **kw: P.kwargs
 ) -> m.JournalEntry:
     """``posting`` (grant or spend) as a transaction of its own, for callers with nothing else
-    to write (the API's and the CLI's grant and spend, jobs). On PostgreSQL the common case is
+    to write (the API's and the CLI's grant and spend). On PostgreSQL the common case is
     then the posting function called in autocommit: one round trip instead of three (BEGIN, the
     call, COMMIT) and no Session transaction. Every other case (no wallet yet, due lots, too few
     points, another database, sessions bound to one connection as in tests) runs in a
