@@ -361,3 +361,63 @@ def test_staged_progress_after_each_chunk_counts_both_halves(db, tmp_path, monke
     assert [b for *_, b in seen] == sorted(b for *_, b in seen)
     if db.get_bind().dialect.name == "postgresql":
         assert [r for r, *_ in seen] == [5, 10, 13]
+
+
+@pytest.mark.concurrency
+def test_an_order_another_import_writes_meanwhile_is_updated_not_refused(committed, tmp_path):
+    """Another transaction (another import of the tenant) has inserted one of the file's
+    orders and not committed yet: the staged upsert waits for it, then updates that order
+    with this file's line; the counts say so, nothing is lost or refused."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from siyu.core.db import unit_of_work
+
+    engine = committed.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the staged path is PostgreSQL's")
+    path = tmp_path / "race.csv"
+    path.write_bytes(_minimal([TbRow("9901", "tb_a", "10"), TbRow("9902", "tb_b", "20")]))
+    with unit_of_work() as db:
+        tenant_id = make_tenant(db).id
+        import_id = service.create_import(
+            db, tenant_id=tenant_id, filename=path.name, fmt=None, session_id=None
+        ).id
+    with engine.connect() as other:
+        other.execute(
+            text(
+                "INSERT INTO orders (tenant_id, platform, order_no, buyer, paid_fen, refund_fen,"
+                " status, items, updated_at) VALUES (:t, 'taobao', '9902', 'tb_b', 500, 0,"
+                " 'paid', '', now())"
+            ),
+            {"t": tenant_id},
+        )
+        done: list[m.Import] = []
+        worker = threading.Thread(target=lambda: done.append(flows.run_import(import_id, path)))
+        worker.start()
+        deadline = time.monotonic() + 20
+        # Until the import waits on the uncommitted order (autocommit: pg_stat_activity is
+        # read once per transaction).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watch:
+            while not watch.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+            ):
+                assert time.monotonic() < deadline
+                assert worker.is_alive()
+                time.sleep(0.05)
+        other.commit()
+        worker.join(30)
+    [result] = done
+    assert (result.status, result.rows, result.imported, result.updated) == ("done", 2, 1, 1)
+    with unit_of_work() as db:
+        paid = dict(
+            db.execute(
+                select(m.Order.order_no, m.Order.paid_fen).where(m.Order.tenant_id == tenant_id)
+            ).all()
+        )
+    assert paid == {"9901": 1000, "9902": 2000}
