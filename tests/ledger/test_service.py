@@ -952,7 +952,8 @@ def test_the_database_refuses_a_posting_against_another_tenants_account(db, cloc
     if db.get_bind().dialect.name != "postgresql":
         pytest.skip("composite keys are PostgreSQL's (migration: ledger keys of tenant)")
     ours, theirs = make_tenant(db), make_tenant(db)
-    entry = grant(db, make_member(db, ours), 10, key="k-1")
+    fan = make_member(db, ours)
+    entry = grant(db, fan, 10, key="k-1")
     their_fan = make_member(db, theirs)
     grant(db, their_fan, 5, key="k-2")
     their_wallet = wallet_of(db, their_fan)
@@ -967,4 +968,11 @@ def test_the_database_refuses_a_posting_against_another_tenants_account(db, cloc
             db.execute(
                 text(f"UPDATE {table} SET {column} = :v WHERE {where}"), {"v": value, "e": entry.id}
             )
+    spent = spend(db, fan, 3, key="k-3")  # a movement out of our lot
+    their_lot = db.scalar(select(m.Lot.id).where(m.Lot.account_id == their_wallet.id))
+    with pytest.raises(IntegrityError, match="foreign key"), db.begin_nested():
+        db.execute(
+            text("UPDATE ledger_lot_movements SET lot_id = :v WHERE entry_id = :e"),
+            {"v": their_lot, "e": spent.id},
+        )
     assert postings_of(db, entry) == {m.WALLET: 10, m.ISSUANCE: -10}

@@ -113,6 +113,7 @@ class Lot(Base):
         Index("ix_ledger_lots_due", "tenant_id", "expires_at"),
         CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_in_range"),
         of_tenant("account_id", "ledger_accounts"),
+        Index("ix_ledger_lots_of_tenant", "tenant_id", "id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -135,9 +136,10 @@ class LotMovement(Base):
     """
 
     __tablename__ = "ledger_lot_movements"
+    __table_args__ = (of_tenant("lot_id", "ledger_lots"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    tenant_id: Mapped[int] = mapped_column(index=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
-    lot_id: Mapped[int] = mapped_column(ForeignKey("ledger_lots.id"), index=True)
+    lot_id: Mapped[int] = mapped_column(index=True)
     points: Mapped[int]
