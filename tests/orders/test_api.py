@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from siyu.core.jobs import huey
@@ -267,6 +269,55 @@ def test_a_job_of_an_import_already_running_does_nothing(db, client, ops):
 
     assert tasks.import_file.call_local(imp_id, str(path)) == "skipped"
     assert path.exists()  # the running job still reads it
+
+
+@pytest.mark.parametrize("staging", [True, False], ids=["staged", "python"])
+def test_a_run_the_sweep_took_over_stops_and_the_later_run_stands(
+    db, client, ops, clock, monkeypatch, staging
+):
+    """A worker alive but slow (no progress for a quarter of an hour: a lock wait, a stalled
+    disk) looks dead to the sweep, which queues the import again and a second worker runs it.
+    The first run must not write on top: at its next write it finds the later run and stops,
+    that transaction undone; the import ends with the counts and report of one run."""
+    import shutil
+
+    from siyu.orders import flows, service, staged
+    from siyu.orders import models as m
+
+    monkeypatch.setattr(staged, "CHUNK", 1)  # progress after every line, on either path
+    monkeypatch.setattr(flows, "BATCH", 1)
+    data = taobao_csv([TbRow("81", "a", "10"), TbRow("82", "b", "bad"), TbRow("83", "c", "5")])
+    imp_id = upload(client, ops, data).json()["id"]
+    assert huey.dequeue() is not None  # the first worker took the job
+    path = service.upload_path(db.get(m.Import, imp_id))
+    assert path is not None
+    mine = shutil.copy(path, path.with_suffix(".first-run"))  # its open file
+    first = service.claim_import(db, imp_id)
+    seen: list[int] = []
+
+    def taken_over_after_the_first_line(imp: m.Import) -> None:
+        seen.append(imp.rows)
+        if len(seen) == 1:
+            _stalled(clock)
+            assert tasks_sweep()["resumed"] == 1
+
+    with pytest.raises(service.ImportSuperseded):
+        flows.run_import(
+            imp_id,
+            Path(mine),
+            progress=taken_over_after_the_first_line,
+            staging=staging,
+            run=first,
+        )
+    assert seen == [1]  # it wrote its first line, then stopped: nothing after the takeover
+    assert run_jobs() == ["done"]  # the second worker's run
+    done = client.get(f"/api/v1/orders/imports/{imp_id}", headers=ops).json()
+    assert (done["status"], done["attempts"]) == ("done", 2)
+    # The first run's first line (order 81) was committed before the takeover: the second
+    # run updates it (idempotent), imports 83 and reports line 3 once.
+    assert (done["rows"], done["imported"], done["updated"], done["rejected"]) == (3, 1, 1, 1)
+    rejects = client.get(f"/api/v1/orders/imports/{imp_id}/rejects", headers=ops).json()
+    assert [r["line"] for r in rejects] == [3]
 
 
 def tasks_sweep() -> dict[str, int]:

@@ -258,7 +258,13 @@ def test_the_sweep_drops_staging_tables_an_interrupted_import_left(db):
     if db.get_bind().dialect.name != "postgresql":
         assert staged.sweep() == 0  # SQLite never stages
         return
-    names = [f"orders_stage_{i}{end}" for i in (finished.id, running.id) for end in ("", "_n")]
+    running.attempts = 2  # its second run: the first one's tables are a replaced run's
+    db.flush()
+    names = [
+        f"orders_stage_{i}{run}{end}"
+        for i, run in ((finished.id, "_1"), (running.id, "_1"), (running.id, "_2"))
+        for end in ("", "_n")
+    ] + [f"orders_stage_{running.id}", f"orders_stage_{finished.id}_v"]  # named before runs
     for name in names:
         db.execute(text(f"CREATE UNLOGGED TABLE {name} (line bigint)"))
 
@@ -267,8 +273,8 @@ def test_the_sweep_drops_staging_tables_an_interrupted_import_left(db):
     left = set(
         db.scalars(text("SELECT tablename FROM pg_tables WHERE tablename = ANY(:n)"), {"n": names})
     )
-    assert left == set(names[2:])  # the running import's
-    assert dropped >= 2
+    assert left == {names[4], names[5], names[6]}  # the running import's current run's
+    assert dropped >= 5
 
 
 def test_an_interrupted_import_without_its_file_fails_with_a_clear_message(db, clock):

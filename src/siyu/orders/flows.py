@@ -29,13 +29,42 @@ Progress = Callable[[m.Import], None]
 
 
 def run_import(
-    import_id: int, path: Path, *, progress: Progress | None = None, staging: bool = True
+    import_id: int,
+    path: Path,
+    *,
+    progress: Progress | None = None,
+    staging: bool = True,
+    run: int | None = None,
 ) -> m.Import:
     """Import the file behind ``import_id``; safe to run again (the same orders update).
-    ``staging=False`` keeps to the Python path (tests compare the two)."""
+    ``staging=False`` keeps to the Python path (tests compare the two). ``run``: the job's run
+    number from ``service.claim_import``; should a later run claim the import meanwhile, this
+    one stops at its next write with ``service.ImportSuperseded``, whatever else went wrong
+    on the way (the sweep also drops a replaced run's staging tables)."""
+    try:
+        return _run(import_id, path, progress=progress, staging=staging, run=run)
+    except service.ImportSuperseded:
+        raise
+    except Exception as err:
+        if run is not None and _superseded(import_id, run):
+            raise service.ImportSuperseded(import_id) from err
+        raise
+
+
+def _superseded(import_id: int, run: int) -> bool:
     with unit_of_work() as db:
-        imp = db.get(m.Import, import_id)
-        assert imp is not None, f"no import {import_id}"
+        try:
+            service.running_import(db, import_id, run)
+        except service.ImportSuperseded:
+            return True
+    return False
+
+
+def _run(
+    import_id: int, path: Path, *, progress: Progress | None, staging: bool, run: int | None
+) -> m.Import:
+    with unit_of_work() as db:
+        imp = service.running_import(db, import_id, run)
         tenant = db.get(Tenant, imp.tenant_id)
         assert tenant is not None
         tz, fmt, session_id = tenant.timezone, imp.format or None, imp.session_id
@@ -43,13 +72,12 @@ def run_import(
     try:
         source = open_source(path, tz=tz, fmt=fmt, session_id=session_id)
     except SiyuError as err:
-        return _finish(import_id, m.FAILED, err.message())
+        return _finish(import_id, m.FAILED, err.message(), run)
     except OSError as err:
-        return _finish(import_id, m.FAILED, str(err))
+        return _finish(import_id, m.FAILED, str(err), run)
     try:
         with unit_of_work() as db:
-            imp = db.get(m.Import, import_id)
-            assert imp is not None
+            imp = service.running_import(db, import_id, run)
             service.describe_import(
                 db, imp, fmt=source.format, encoding=source.encoding, size=source.size
             )
@@ -66,9 +94,10 @@ def run_import(
                     encoding=source.encoding,
                     size=source.size,
                     progress=progress,
+                    run=run,
                 )
                 log.info("orders import %s took the staged COPY path", import_id)
-                return _finish(import_id, m.DONE, "")
+                return _finish(import_id, m.DONE, "", run)
             except staged.Refused as why:
                 log.info("orders import takes the Python path: %s", why)
 
@@ -81,8 +110,7 @@ def run_import(
         with contextlib.closing(ahead(batches(), depth=2)) as read:
             for items, position in read:
                 with unit_of_work() as db:
-                    imp = db.get(m.Import, import_id)
-                    assert imp is not None
+                    imp = service.running_import(db, import_id, run)
                     res = service.import_batch(
                         db, tenant_id=imp.tenant_id, import_id=import_id, items=items
                     )
@@ -91,12 +119,11 @@ def run_import(
                     progress(imp)
     finally:
         source.close()
-    return _finish(import_id, m.DONE, "")
+    return _finish(import_id, m.DONE, "", run)
 
 
-def _finish(import_id: int, status: str, error: str) -> m.Import:
+def _finish(import_id: int, status: str, error: str, run: int | None) -> m.Import:
     with unit_of_work() as db:
-        imp = db.get(m.Import, import_id)
-        assert imp is not None
+        imp = service.running_import(db, import_id, run)
         service.finish_import(db, imp, status=status, error=error)
     return imp

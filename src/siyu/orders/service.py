@@ -206,13 +206,17 @@ def count_batch(db: Session, imp: m.Import, res: BatchResult, *, position: int) 
     db.flush()
 
 
-def add_counts(db: Session, *, import_id: int, res: BatchResult, position: int) -> None:
+def add_counts(
+    db: Session, *, import_id: int, res: BatchResult, position: int, run: int | None = None
+) -> None:
     """``count_batch`` as one conditional UPDATE: increments in SQL, so concurrent
     transactions of one import (``staged``'s two halves of a chunk) add up instead of one
-    overwriting the other. Takes the import's row lock until commit."""
-    db.execute(
+    overwriting the other. Takes the import's row lock until commit. Raises ImportSuperseded
+    (the transaction must roll back) when a later run than ``run`` has claimed the import."""
+    fence = () if run is None else (m.Import.attempts == run, m.Import.status == m.RUNNING)
+    result = db.execute(
         update(m.Import)
-        .where(m.Import.id == import_id)
+        .where(m.Import.id == import_id, *fence)
         .values(
             imported=m.Import.imported + res.imported,
             updated=m.Import.updated + res.updated,
@@ -223,6 +227,8 @@ def add_counts(db: Session, *, import_id: int, res: BatchResult, position: int) 
         )
         .execution_options(synchronize_session=False)
     )
+    if not cast("CursorResult[Any]", result).rowcount:
+        raise ImportSuperseded(import_id)
 
 
 def finish_import(db: Session, imp: m.Import, *, status: str, error: str = "") -> None:
@@ -253,16 +259,35 @@ def upload_path(imp: m.Import) -> Path | None:
     return path if path.is_file() else None
 
 
-def claim_import(db: Session, import_id: int) -> bool:
-    """A job's start: the queued import becomes running, one attempt more. False when it is
-    not queued (another job of the same import got there first, or it is done): the job then
-    does nothing, so a job queued twice never runs an import twice at once."""
-    result = db.execute(
+def claim_import(db: Session, import_id: int) -> int | None:
+    """A job's start: the queued import becomes running, one attempt more; returns that run's
+    number (``run_import``'s ``run``). None when it is not queued (another job of the same
+    import got there first, or it is done): the job then does nothing, so a job queued twice
+    never runs an import twice at once."""
+    return db.scalar(
         update(m.Import)
         .where(m.Import.id == import_id, m.Import.status == m.QUEUED)
         .values(status=m.RUNNING, attempts=m.Import.attempts + 1, progress_at=clock.now())
+        .returning(m.Import.attempts)
     )
-    return bool(cast("CursorResult[Any]", result).rowcount)
+
+
+class ImportSuperseded(Exception):  # noqa: N818 - a run's end, not an error
+    """A later run has claimed this run's import (the sweep took it for lost after
+    ``STALLED_AFTER`` without progress, and queued it again): the earlier run stops, and the
+    transaction that found out rolls back, so it writes nothing more."""
+
+
+def running_import(db: Session, import_id: int, run: int | None) -> m.Import:
+    """The import, for a transaction of run ``run`` that writes its counts, report or status:
+    locked until commit, so the sweep cannot take it over meanwhile (it skips locked imports).
+    Raises ImportSuperseded when a later run has claimed it. ``run`` None: a run outside the
+    job queue (the CLI, tests), which nothing takes over."""
+    imp = db.get(m.Import, import_id, with_for_update=run is not None)
+    assert imp is not None, f"no import {import_id}"
+    if run is not None and (imp.attempts != run or imp.status != m.RUNNING):
+        raise ImportSuperseded(import_id)
+    return imp
 
 
 def recover_imports(

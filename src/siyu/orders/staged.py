@@ -120,14 +120,23 @@ def run(
     encoding: str,
     size: int,
     progress: Callable[[m.Import], None] | None,
+    run: int | None = None,
 ) -> None:
     """Import the file through staging; raises Refused before anything is written to orders."""
-    table = f"orders_stage_{import_id}"
+    # One set of tables per run: a run the sweep took over (it looked stalled) must not drop
+    # or fill the tables of the run that replaced it.
+    table = f"orders_stage_{import_id}_{run or 0}"
     with _Pair() as pair:
         try:
             _drop(table)
             rows = _stage(
-                table, path, layout=layout, encoding=encoding, import_id=import_id, size=size
+                table,
+                path,
+                layout=layout,
+                encoding=encoding,
+                import_id=import_id,
+                size=size,
+                run=run,
             )
             st = Staged(table, layout, rows)
             _build_lookup(st, pair)
@@ -145,7 +154,7 @@ def run(
                 done = hi - 1
                 # The first half of the bar was the staging COPY.
                 position = min(size // 2 + size * done // max(rows, 1) // 2, size)
-                _chunk(st, pair, import_id, lo, hi, position=position)
+                _chunk(st, pair, import_id, lo, hi, position=position, run=run)
                 if progress is not None:
                     with unit_of_work() as db:
                         imp = db.get(m.Import, import_id)
@@ -184,24 +193,37 @@ class _Pair:
 
 def sweep() -> int:
     """Drop the staging tables an interrupted import left behind (its process died mid-run):
-    those of imports that are done or failed since, or gone. A running import's tables stay
-    (re-running it drops them first). PostgreSQL only; returns the tables dropped."""
+    those of imports that are done or failed since, or gone, and those of a run that a later
+    run replaced. The current run's tables stay. PostgreSQL only; returns the tables dropped.
+    (Tables named before runs were numbered, ``orders_stage_<id>[_v|_n]``, stay while their
+    import runs.)"""
     with unit_of_work() as db:
         if db.get_bind().dialect.name != "postgresql":
             return 0
         names = db.scalars(
             text(
                 "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-                "AND tablename ~ '^orders_stage_[0-9]+(_v|_n)?$'"
+                "AND tablename ~ '^orders_stage_[0-9]+(_[0-9]+)?(_v|_n)?$'"
             )
         ).all()
         ids = {int(n.split("_")[2]) for n in names}
-        running = set(
-            db.scalars(
-                select(m.Import.id).where(m.Import.id.in_(ids), m.Import.status == m.RUNNING)
+        running: dict[int, int] = {
+            import_id: run
+            for import_id, run in db.execute(
+                select(m.Import.id, m.Import.attempts).where(
+                    m.Import.id.in_(ids), m.Import.status == m.RUNNING
+                )
             )
-        )
-        stale = [n for n in names if int(n.split("_")[2]) not in running]
+        }
+
+        def current(name: str) -> bool:
+            parts = name.split("_")
+            import_id, run = int(parts[2]), parts[3] if len(parts) > 3 else ""
+            if import_id not in running:
+                return False
+            return not run.isdigit() or int(run) == running[import_id]
+
+        stale = [n for n in names if not current(n)]
         for name in stale:
             db.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
     if stale:
@@ -250,7 +272,14 @@ def _checked(pieces: Iterator[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]
 
 
 def _stage(
-    table: str, path: Path, *, layout: Taobao, encoding: str, import_id: int, size: int
+    table: str,
+    path: Path,
+    *,
+    layout: Taobao,
+    encoding: str,
+    import_id: int,
+    size: int,
+    run: int | None,
 ) -> int:
     cols = [f"c{i}" for i in range(layout.width)]
     with unit_of_work() as db:
@@ -281,8 +310,7 @@ def _stage(
                         ) as copy:
                             copy.write(blob)
                         rows += cur.rowcount
-                    imp = db.get(m.Import, import_id)
-                    assert imp is not None
+                    imp = service.running_import(db, import_id, run)
                     imp.bytes_read = min(read, size) // 2
             except psycopg.Error as err:
                 raise Refused(f"COPY refused the file: {err}") from None
@@ -443,7 +471,9 @@ def _tune(db: Session) -> None:
     db.execute(text("SET LOCAL enable_nestloop = off"))
 
 
-def _chunk(st: Staged, pair: _Pair, import_id: int, lo: int, hi: int, *, position: int) -> None:
+def _chunk(
+    st: Staged, pair: _Pair, import_id: int, lo: int, hi: int, *, position: int, run: int | None
+) -> None:
     """Lines [lo, hi]: normalised in two halves of the line range at once; the rows SQL is
     unsure of parsed by Python; then upserted in two halves of the order numbers at once
     (``upsert_normalised``'s ``half``), each half one transaction with its rows' counts and
@@ -484,7 +514,7 @@ def _chunk(st: Staged, pair: _Pair, import_id: int, lo: int, hi: int, *, positio
             )
             # The import's row lock, held to commit, also takes the halves' claims one after
             # the other: they may share members' accounts.
-            service.add_counts(db, import_id=import_id, res=res, position=position)
+            service.add_counts(db, import_id=import_id, res=res, position=position, run=run)
             service.after_normalised_upsert(db, imp=imp, at=at)
 
     pair.both(upsert)

@@ -15,14 +15,20 @@ log = logging.getLogger("siyu.orders")
 @huey.task(name="orders.import")  # type: ignore[untyped-decorator]
 def import_file(import_id: int, path: str) -> str:
     """Import an uploaded file, then delete it. A job of an import that is no longer queued
-    (a duplicate, or a rerun after success) does nothing."""
+    (a duplicate, or a rerun after success) does nothing; a run that a later run took over
+    (it looked stalled to the sweep) stops at its next write."""
     file = Path(path)
     if not file.exists():  # a rerun after success: the file is gone, nothing to redo
         return "missing"
     with unit_of_work() as db:
-        if not service.claim_import(db, import_id):
-            return "skipped"
-    imp = flows.run_import(import_id, file)
+        run = service.claim_import(db, import_id)
+    if run is None:
+        return "skipped"
+    try:
+        imp = flows.run_import(import_id, file, run=run)
+    except service.ImportSuperseded:  # the later run imports the file (and deletes it)
+        log.warning("orders import superseded", extra={"import_id": import_id, "run": run})
+        return "superseded"
     file.unlink(missing_ok=True)
     log.info("orders imported", extra={"import_id": import_id, "rows": imp.rows})
     return imp.status
