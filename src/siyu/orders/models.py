@@ -56,7 +56,10 @@ class Order(Base):
     items: Mapped[str] = mapped_column(String(500), default="")
     # A live session's id (the live domain is built separately: no foreign key yet).
     session_id: Mapped[int | None] = mapped_column()
-    import_id: Mapped[int | None] = mapped_column(ForeignKey("orders_imports.id"))
+    # The import that last wrote it: provenance, no foreign key (imports are never deleted;
+    # the key's per-row lock on the import row cost a quarter of an import's writing; see the
+    # migration "orders import provenance").
+    import_id: Mapped[int | None]
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
