@@ -52,11 +52,15 @@ def run_import(
 
 
 def _superseded(import_id: int, run: int) -> bool:
-    with unit_of_work() as db:
-        try:
+    """Whether a later run has the import; False when that cannot be read either (the
+    database is gone): the run's own error is then the one to report."""
+    try:
+        with unit_of_work() as db:
             service.running_import(db, import_id, run)
-        except service.ImportSuperseded:
-            return True
+    except service.ImportSuperseded:
+        return True
+    except Exception:
+        return False
     return False
 
 
