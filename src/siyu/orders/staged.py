@@ -39,6 +39,7 @@ Writes: this module writes only its own staging tables; the orders tables are wr
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import datetime as dt
 import logging
@@ -240,22 +241,38 @@ def _drop(table: str) -> None:
 # --- 1. staging -------------------------------------------------------------------------------
 
 
-def _pieces(path: Path) -> Iterator[tuple[bytes, int]]:
-    """The file's bytes in pieces of whole lines, with the bytes read so far. Left in the file's
-    encoding: COPY converts it (``ENCODING``) and refuses bytes that are not. In GB18030 as in
-    UTF-8 the bytes of a quote, a comma, CR and LF only ever stand for themselves, so lines
-    split and ``_CSV`` checks alike before decoding."""
+def _pieces(path: Path, encoding: str) -> Iterator[tuple[bytes, int]]:
+    """The file as UTF-8 in pieces of whole lines, with the bytes read so far."""
+    decoder = codecs.getincrementaldecoder("gb18030")("strict") if encoding == "gb18030" else None
     carry = b""
     read = 0
     with path.open("rb") as f:
         while True:
-            chunk = f.read(PIECE)
-            read += len(chunk)
-            if not chunk:
-                if carry:
-                    yield carry, read
+            parts = [carry]
+            got = len(carry)
+            eof = False
+            while got < PIECE:
+                chunk = f.read(1 << 20)
+                read += len(chunk)
+                if not chunk:
+                    eof = True
+                    break
+                try:
+                    data = decoder.decode(chunk).encode() if decoder else chunk
+                except UnicodeDecodeError:
+                    raise Refused("undecodable bytes") from None
+                parts.append(data)
+                got += len(data)
+            blob = b"".join(parts)
+            if eof:
+                if decoder is not None:
+                    try:
+                        blob += decoder.decode(b"", final=True).encode()
+                    except UnicodeDecodeError:
+                        raise Refused("undecodable bytes") from None
+                if blob:
+                    yield blob, read
                 return
-            blob = carry + chunk
             cut = blob.rfind(b"\n") + 1
             if cut == 0:
                 carry = blob
@@ -291,12 +308,11 @@ def _stage(
                 "line bigint GENERATED ALWAYS AS IDENTITY (START WITH 2))"
             )
         )
-    enc = {"gb18030": "GB18030", "utf-8": "UTF8"}[encoding]  # PostgreSQL's names
     lines = rows = 0
     last = b""
     first = True
     # closing: a refused piece stops the reader thread now, not when garbage is collected.
-    with contextlib.closing(ahead(_checked(_pieces(path)))) as pieces:
+    with contextlib.closing(ahead(_checked(_pieces(path, encoding)))) as pieces:
         for blob, read in pieces:
             lines += blob.count(b"\n")
             last = blob[-1:]
@@ -306,7 +322,7 @@ def _stage(
                     with raw.cursor() as cur:
                         with cur.copy(
                             f"COPY {table} ({', '.join(cols)}) FROM STDIN "
-                            f"(FORMAT csv, HEADER {'true' if first else 'false'}, ENCODING '{enc}')"
+                            f"(FORMAT csv, HEADER {'true' if first else 'false'}, ENCODING 'UTF8')"
                         ) as copy:
                             copy.write(blob)
                         rows += cur.rowcount
