@@ -83,7 +83,11 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[Engine]:
-    eng = make_engine(database_url)
+    # Few connections kept between tests, more opened for a concurrency test's threads: each
+    # test worker would otherwise keep the pool's 30 after its first threaded test, and two
+    # workers beside a test that opens 64 of its own passed PostgreSQL's max_connections (100).
+    kw = {} if database_url.startswith("sqlite") else {"pool_size": 4, "max_overflow": 40}
+    eng = make_engine(database_url, **kw)
     yield eng
     eng.dispose()
 
