@@ -29,7 +29,8 @@ class Checkin(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int]
-    member_id: Mapped[int] = mapped_column(index=True)
+    # Looked up by (tenant_id, member_id, …): the unique key's index serves it.
+    member_id: Mapped[int]
     # The tenant-local day checked in for.
     checked_on: Mapped[dt.date] = mapped_column(Date)
     kind: Mapped[str] = mapped_column(String(8), default=DAILY)

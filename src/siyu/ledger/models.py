@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -67,6 +68,13 @@ class JournalEntry(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_ledger_entries_member_history", "tenant_id", "member_id", "id"),
+        # Reversals are rare: only they are indexed, not every entry's NULL.
+        Index(
+            "ix_ledger_entries_reverses_id",
+            "reverses_id",
+            postgresql_where=text("reverses_id IS NOT NULL"),
+            sqlite_where=text("reverses_id IS NOT NULL"),
+        ),
         of_tenant("member_id", "members"),
     )
 
@@ -82,7 +90,7 @@ class JournalEntry(Base):
     actor_type: Mapped[str] = mapped_column(String(16))
     actor_id: Mapped[str] = mapped_column(String(64), default="")
     idempotency_key: Mapped[str] = mapped_column(String(200))
-    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
     # Whether a credit raised the member's growth (reversing it must lower growth only then).
     counts_for_growth: Mapped[bool] = mapped_column(default=True)
     # Points of this entry already undone by reversals (a reversal may be partial).
@@ -98,7 +106,7 @@ class Posting(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(index=True)
+    tenant_id: Mapped[int]
     entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
     account_id: Mapped[int]
     amount: Mapped[int]
@@ -109,7 +117,9 @@ class Lot(Base):
 
     __tablename__ = "ledger_lots"
     __table_args__ = (
-        Index("ix_ledger_lots_open", "account_id", "remaining"),
+        # A wallet's lots in the order spends take them. Not on ``remaining``: a spend's
+        # update of a lot then changes no indexed column and stays on its page (HOT).
+        Index("ix_ledger_lots_open", "account_id", "expires_at"),
         Index("ix_ledger_lots_due", "tenant_id", "expires_at"),
         CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_in_range"),
         of_tenant("account_id", "ledger_accounts"),
@@ -139,7 +149,7 @@ class LotMovement(Base):
     __table_args__ = (of_tenant("lot_id", "ledger_lots"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(index=True)
+    tenant_id: Mapped[int]
     entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), index=True)
     lot_id: Mapped[int] = mapped_column(index=True)
     points: Mapped[int]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.core import clock
@@ -111,10 +111,24 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "purpose", "recipient"),
         Index("ix_message_deliveries_message_status", "message_id", "status", "id"),
-        Index("ix_message_deliveries_due", "status", "next_attempt_at"),
+        # Only rows still to go out (retries due, leases to reclaim): the final update of
+        # a delivery adds no entry here. (SQLite would not use it for ``status = 'queued'``:
+        # there it indexes every row.)
+        Index(
+            "ix_message_deliveries_due",
+            "status",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('queued', 'sending')"),
+        ),
         Index("ix_message_deliveries_member", "tenant_id", "member_id", "id"),
-        # The minute tick's look-up of group mass tasks awaiting their owner (a rare value).
-        Index("ix_message_deliveries_confirm", "confirm_state"),
+        # The minute tick's look-up of group mass tasks awaiting their owner (a rare value):
+        # only those rows are indexed.
+        Index(
+            "ix_message_deliveries_confirm",
+            "confirm_state",
+            postgresql_where=text("confirm_state = 'awaiting'"),
+            sqlite_where=text("confirm_state = 'awaiting'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
