@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from siyu.checkin import service as checkin
 from siyu.checkin.api import _result
 from siyu.checkin.models import Checkin
+from siyu.checkin.schemas import CheckinRead
 from siyu.core.db import unit_of_work
 from siyu.ledger import models as lm
 from siyu.ledger import service as ledger
@@ -216,3 +217,72 @@ def test_twenty_parallel_taps_through_the_api_pay_once(committed, app, clock):
         ).all()
         report = ledger.verify(db, tenant_id=tenant_id)
     assert (rows, credits, report.problems) == (1, [5], [])
+
+
+def test_the_hot_path_answers_as_the_route_and_declines_what_it_cannot(
+    committed, clock, monkeypatch
+):
+    """app.HotPaths answers POST /me/checkins ahead of the framework when it can (PostgreSQL
+    with its asyncio connections); what it declines, and everything on SQLite, the route
+    answers, alike."""
+    from siyu.app import create_app
+    from siyu.checkin import api as checkin_api
+
+    answered: list[int] = []
+    real = checkin_api.check_in_hot
+
+    async def spy(headers: Any) -> Any:
+        found = await real(headers)
+        if found is not None:
+            answered.append(found[0])
+        return found
+
+    monkeypatch.setattr(checkin_api, "check_in_hot", spy)
+    with unit_of_work() as db:
+        tenant = make_tenant(db)
+        checkin.set_rule(db, tenant_id=tenant.id, rule=RULE)
+        fan, debtor = make_member(db, tenant), make_member(db, tenant)
+        grant(db, fan, 100, key=f"seed:{fan.id}:", reason="seed")
+        credit = grant(db, debtor, 10)
+        spend(db, debtor, 10)
+        clawback(  # the debtor owes 10: the one call leaves that to Python
+            db,
+            tenant_id=tenant.id,
+            entry_id=credit.id,
+            points=10,
+            idempotency_key=f"claw:{debtor.id}",
+            actor=ledger.CLI,
+        )
+        tenant_id, fan_id = tenant.id, fan.id
+        fan_headers, debtor_headers = member_headers(fan), member_headers(debtor)
+
+    zh = {**fan_headers, "Accept-Language": "zh-CN", "X-Request-Id": "tap-1"}
+    with TestClient(create_app(start_consumer=False)) as client:
+        first = client.post("/api/v1/me/checkins", headers=zh)
+        again = client.post("/api/v1/me/checkins", headers=fan_headers)
+        debtors = client.post("/api/v1/me/checkins", headers=debtor_headers)  # left to Python
+        anonymous = client.post("/api/v1/me/checkins")
+        forged = client.post("/api/v1/me/checkins", headers={"Authorization": "Bearer not-a-token"})
+
+    assert (first.status_code, first.headers["x-request-id"]) == (200, "tap-1")
+    assert first.headers["content-type"] == "application/json"
+    body = first.json()
+    assert (body["created"], body["streak"], body["checkin"]["points"]) == (True, 1, 5)
+    assert set(body["checkin"]) == set(CheckinRead.model_fields)
+    assert (again.status_code, again.json()["created"]) == (200, False)
+    assert again.json()["checkin"] == body["checkin"]
+    assert again.headers["x-request-id"]  # one of its own
+    assert (debtors.status_code, debtors.json()["created"]) == (200, True)
+    for refused in (anonymous, forged):
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+    # The hot path answered the fan's taps on PostgreSQL, and nothing it declined.
+    assert len(answered) == (2 if BACKEND == "postgresql" else 0)
+    with unit_of_work() as db:
+        memos = db.scalars(
+            select(lm.JournalEntry.memo).where(
+                lm.JournalEntry.member_id == fan_id, lm.JournalEntry.reason == "checkin"
+            )
+        ).all()
+        assert memos == ["签到，连续第 1 天"]  # the request's language
+        assert ledger.verify(db, tenant_id=tenant_id).problems == []
