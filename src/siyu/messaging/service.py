@@ -1200,16 +1200,24 @@ def _update_deliveries(db: Session, rows: Sequence[dict[str, Any]]) -> None:
     quote = dialect.identifier_preparer.quote
     for cols, group in groups.items():
         params: dict[str, Any] = {"ids": [r["id"] for r in group]}
-        arrays = ["CAST(:ids AS BIGINT[])"]
+        arrays, names, sets = ["CAST(:ids AS BIGINT[])"], ["id"], []
         for i, c in enumerate(cols):
-            params[f"v{i}"] = [r[c] for r in group]
-            arrays.append(f"CAST(:v{i} AS {table.c[c].type.compile(dialect)}[])")
-        names = ", ".join(quote(c) for c in cols)
-        sets = ", ".join(f"{quote(c)} = v.{quote(c)}" for c in cols)
+            values = [r[c] for r in group]
+            sql_type = table.c[c].type.compile(dialect)
+            # A value the whole batch shares (a status, a time, an empty error) is one
+            # parameter, not an array: psycopg builds arrays element by element in Python.
+            if len(set(values)) == 1:
+                params[f"v{i}"] = values[0]
+                sets.append(f"{quote(c)} = CAST(:v{i} AS {sql_type})")
+            else:
+                params[f"v{i}"] = values
+                arrays.append(f"CAST(:v{i} AS {sql_type}[])")
+                names.append(quote(c))
+                sets.append(f"{quote(c)} = v.{quote(c)}")
         db.execute(
             text(
-                f"UPDATE {quote(Delivery.__tablename__)} AS d SET {sets} "
-                f"FROM unnest({', '.join(arrays)}) AS v(id, {names}) WHERE d.id = v.id"
+                f"UPDATE {quote(Delivery.__tablename__)} AS d SET {', '.join(sets)} "
+                f"FROM unnest({', '.join(arrays)}) AS v({', '.join(names)}) WHERE d.id = v.id"
             ),
             params,
         )
