@@ -11,8 +11,9 @@ HOT update). This drops or narrows the indexes that cost a write each and served
 - ``ledger_entries.reverses_id``: only reversals are indexed, not every entry's NULL.
 - ``ledger_lots`` open lots: (account_id, expires_at), the order spends take lots in, instead
   of (account_id, remaining), so a spend's update of ``remaining`` can stay on its page.
-- ``ledger_accounts`` and ``ledger_lots`` keep 15% of each page free for those in-page updates
-  (every posting updates its wallet's balance) (PostgreSQL only).
+- ``ledger_accounts``, ``ledger_lots`` and ``message_consents`` keep 15% of each page free for
+  such in-page updates: every posting updates its wallet's balance, every subscribe message
+  takes one of its member's consents (PostgreSQL only).
 - ``message_deliveries``: the due index covers only queued and sending rows, so a delivery's
   final update adds no entry to it (PostgreSQL only: SQLite would not use it); the
   confirmation index covers only deliveries awaiting their group owner.
@@ -33,6 +34,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 FILLFACTOR = 85
+IN_PAGE_UPDATES = ("ledger_accounts", "ledger_lots", "message_consents")
 
 
 def _pg() -> bool:
@@ -69,13 +71,13 @@ def upgrade() -> None:
             ["status", "next_attempt_at"],
             postgresql_where=sa.text("status IN ('queued', 'sending')"),
         )
-        for table in ("ledger_accounts", "ledger_lots"):
+        for table in IN_PAGE_UPDATES:
             op.execute(f"ALTER TABLE {table} SET (fillfactor = {FILLFACTOR})")
 
 
 def downgrade() -> None:
     if _pg():
-        for table in ("ledger_accounts", "ledger_lots"):
+        for table in IN_PAGE_UPDATES:
             op.execute(f"ALTER TABLE {table} RESET (fillfactor)")
         op.drop_index("ix_message_deliveries_due", table_name="message_deliveries")
         op.create_index(
