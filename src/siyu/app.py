@@ -88,20 +88,24 @@ class RequestContext:
         finally:
             i18n._locale.reset(token)
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            elapsed = time.perf_counter() - started
-            REQUESTS.labels(scope["method"], path, str(status)).inc()
-            access.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "ms": round(elapsed * 1000, 1),
-                    "request_id": request_id,
-                },
-            )
-            LATENCY.labels(scope["method"], path).observe(elapsed)
+            _served(scope, getattr(route, "path", "unmatched"), status, started, request_id)
+
+
+def _served(scope: Scope, route: str, status: int, started: float, request_id: str) -> None:
+    """The access log line and the metrics of one request."""
+    elapsed = time.perf_counter() - started
+    REQUESTS.labels(scope["method"], route, str(status)).inc()
+    access.info(
+        "request",
+        extra={
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "ms": round(elapsed * 1000, 1),
+            "request_id": request_id,
+        },
+    )
+    LATENCY.labels(scope["method"], route).observe(elapsed)
 
 
 # Answers the common case of a hot route from the request's headers: (status, JSON body), or
@@ -172,20 +176,7 @@ class HotPaths:
             }
         )
         await send({"type": "http.response.body", "body": body})
-        elapsed = time.perf_counter() - started
-        path = scope["path"]
-        REQUESTS.labels(scope["method"], path, str(status)).inc()
-        access.info(
-            "request",
-            extra={
-                "method": scope["method"],
-                "path": path,
-                "status": status,
-                "ms": round(elapsed * 1000, 1),
-                "request_id": request_id,
-            },
-        )
-        LATENCY.labels(scope["method"], path).observe(elapsed)
+        _served(scope, scope["path"], status, started, request_id)
         return True
 
 
