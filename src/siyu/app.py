@@ -25,6 +25,7 @@ from siyu.core.settings import get_settings
 from siyu.core.web import (
     PROBLEM,
     install_error_handlers,
+    locale_of,
     pick_locale,
     skip_unrelated_routers,
     unexpected_error_response,
@@ -114,12 +115,12 @@ HotHandler = Callable[[Mapping[bytes, bytes]], Awaitable[tuple[int, bytes] | Non
 
 
 def _locale_of(headers: Mapping[bytes, bytes]) -> str:
-    """core.web.pick_locale for a request without a query string: the ``lang`` cookie, else
-    Accept-Language."""
+    """core.web.pick_locale of a request without a query string, from its raw headers."""
     cookies = headers.get(b"cookie")
-    chosen = cookies and cookie_parser(cookies.decode("latin-1")).get("lang")
-    accept = headers.get(b"accept-language", b"").decode("latin-1")
-    return i18n.normalize(chosen or None) or i18n.negotiate(accept or None)
+    return locale_of(
+        cookie_parser(cookies.decode("latin-1")).get("lang") if cookies else None,
+        headers.get(b"accept-language", b"").decode("latin-1"),
+    )
 
 
 class HotPaths:

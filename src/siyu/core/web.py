@@ -288,11 +288,16 @@ class _MethodNotAllowed(SiyuError):
 
 
 def pick_locale(request: Request) -> str:
-    return (
-        i18n.normalize(request.query_params.get("lang"))
-        or i18n.normalize(request.cookies.get("lang"))
-        or i18n.negotiate(request.headers.get("accept-language"))
+    """The request's language: ``?lang=``, else ``locale_of`` its headers."""
+    return i18n.normalize(request.query_params.get("lang")) or locale_of(
+        request.cookies.get("lang"), request.headers.get("accept-language")
     )
+
+
+def locale_of(cookie_lang: str | None, accept_language: str | None) -> str:
+    """The language of a request without ``?lang=``: its ``lang`` cookie, else
+    Accept-Language."""
+    return i18n.normalize(cookie_lang) or i18n.negotiate(accept_language)
 
 
 # --- templates --------------------------------------------------------------------------------
