@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 
 from siyu.core import db as dbmod
 from siyu.core.web import DbSession, TxRoute
@@ -105,3 +106,16 @@ def test_the_pool_size_comes_from_the_settings_and_is_checked(monkeypatch):
     monkeypatch.setenv("SIYU_DB_POOL_SIZE", "2")
     with pytest.raises(pydantic.ValidationError, match="db_pool_size"):
         Settings()
+
+
+def test_a_failed_autocommit_call_raises_as_a_session_would_and_returns_its_connection(
+    committed,
+):
+    engine = committed.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("call_in_autocommit serves PostgreSQL (ledger.alone) only")
+    with pytest.raises(DataError):  # division_by_zero, wrapped as SQLAlchemy wraps it
+        dbmod.call_in_autocommit(engine, "SELECT 1 / %(zero)s", {"zero": 0})
+    assert dbmod.call_in_autocommit(engine, "SELECT %(one)s::integer", {"one": 1}) == (1,)
+    with engine.connect() as conn:  # the pool lends its connections in transaction mode again
+        assert conn.connection.driver_connection.autocommit is False

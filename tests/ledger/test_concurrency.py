@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import DataError
 
 from siyu.core import clock
 from siyu.core.db import unit_of_work
@@ -345,16 +344,3 @@ def test_a_posting_alone_commits_by_itself_and_leaves_the_uncommon_cases_to_pyth
             grant_then_fail()
     assert balance_of(tenant_id, member_id) == 30
     assert_verified(tenant_id)
-
-
-def test_a_failed_autocommit_call_raises_as_a_session_would_and_returns_its_connection(
-    committed,
-):
-    engine = committed.kw["bind"]
-    if engine.dialect.name != "postgresql":
-        pytest.skip("ledger.alone calls in autocommit on PostgreSQL only")
-    with pytest.raises(DataError):  # division_by_zero, wrapped as SQLAlchemy wraps it
-        ledger._call_in_autocommit(engine, "SELECT 1 / %(zero)s", {"zero": 0})
-    assert ledger._call_in_autocommit(engine, "SELECT %(one)s::integer", {"one": 1}) == (1,)
-    with engine.connect() as conn:  # the pool lends its connections in transaction mode again
-        assert conn.connection.driver_connection.autocommit is False

@@ -29,6 +29,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -206,6 +207,29 @@ def dbapi_transaction() -> Iterator[Any]:
         return
     with unit_of_work() as db:
         yield db.connection().connection.driver_connection
+
+
+def call_in_autocommit(engine: Engine, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The row of one statement run as its own transaction on a pooled connection of
+    ``engine``: no BEGIN, no COMMIT, one round trip, for a statement that is atomic by itself
+    (a server-side function). Driver errors are raised as a Session would raise them."""
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        assert conn is not None
+        conn.autocommit = True  # no BEGIN, no COMMIT: one round trip
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                row: tuple[Any, ...] | None = cur.fetchone()
+        except engine.dialect.loaded_dbapi.Error as err:  # as a Session would raise it
+            raise DBAPIError.instance(sql, params, err, engine.dialect.loaded_dbapi.Error) from err
+        finally:
+            if not conn.closed:
+                conn.autocommit = False  # as the pool lends it to sessions
+    finally:
+        raw.close()
+    return row
 
 
 class AsyncPool:

@@ -34,14 +34,14 @@ from typing import Any, Concatenate, ParamSpec, cast
 
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.orm.util import identity_key
 
 from siyu.core import clock
-from siyu.core.db import unit_of_work
+from siyu.core.db import call_in_autocommit, unit_of_work
 from siyu.core.errors import InvalidField
 from siyu.core.i18n import gettext as _
 from siyu.ledger import models as m
@@ -419,7 +419,7 @@ def _server_side(
         **extra,
     }
     if alone is not None and not db.in_transaction():
-        row = _call_in_autocommit(alone, _SERVER_SIDE_SQL[which], params)
+        row = call_in_autocommit(alone, _SERVER_SIDE_SQL[which], params)
         return None if row is None else _entry_of(row)
     raw = db.connection().connection.driver_connection
     assert raw is not None
@@ -452,28 +452,6 @@ def _entry_of(row: tuple[Any, ...]) -> m.JournalEntry:
     entry.__dict__.update(stored)
     make_transient_to_detached(entry)
     return entry
-
-
-def _call_in_autocommit(engine: Engine, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
-    """The row of one statement run as its own transaction on a pooled connection: the
-    posting functions are atomic, and return no row when they changed nothing."""
-    raw = engine.raw_connection()
-    try:
-        conn = raw.driver_connection
-        assert conn is not None
-        conn.autocommit = True  # no BEGIN, no COMMIT: one round trip
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                row: tuple[Any, ...] | None = cur.fetchone()
-        except engine.dialect.loaded_dbapi.Error as err:  # as a Session would raise it
-            raise DBAPIError.instance(sql, params, err, engine.dialect.loaded_dbapi.Error) from err
-        finally:
-            if not conn.closed:
-                conn.autocommit = False  # as the pool lends it to sessions
-    finally:
-        raw.close()
-    return row
 
 
 _ALONE = "siyu.ledger.alone"
