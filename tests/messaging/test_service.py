@@ -195,6 +195,10 @@ def test_template_breaking_a_subscribe_field_limit_is_rejected_when_saved(db):
     assert err.value.params["field"] == "subscribe.data.thing1"
     with pytest.raises(InvalidTemplate):
         service.save_template(db, tenant_id=tenant.id, key="t", name="t", body="字" * 700)
+    # Valid syntax that fails when rendered (no such function: templates get no globals).
+    with pytest.raises(InvalidTemplate) as err:
+        service.save_template(db, tenant_id=tenant.id, key="t", name="t", body="{{ range(3) }}")
+    assert err.value.params == {"field": "body", "problem": "'range' is undefined"}
     ok = service.save_template(
         db,
         tenant_id=tenant.id,

@@ -226,8 +226,8 @@ def _check_template(
         for k, v in ((cfg or {}).get("data") or {}).items():
             sources.append((f"{fld}.data.{k}", str(v)))
     for fld, source in sources:
-        try:
-            tpl.check(source)
+        try:  # valid, and renders (``{{ foo() }}`` parses, then fails when called)
+            tpl.render(source, tpl.SAMPLE_CONTEXT)
         except tpl.RenderError as err:
             raise InvalidTemplate(field=fld, problem=str(err)) from None
     problems = tpl.limit_problems(
@@ -967,8 +967,8 @@ def claim_batch(db: Session, *, message_id: int, limit: int = 200) -> Claim:
     ).all()
     lease_until = now + _lease()
     claimed = [
-        _Claimed(r.id, r.member_id, r.group_id, r.channel, int(r.attempts) + 1, r.error_code)
-        for r in picked
+        _Claimed(id_, member_id, group_id, channel, int(attempts) + 1, error_code)
+        for id_, member_id, group_id, channel, attempts, error_code in picked
     ]
     if not claimed:
         _finish_if_done(db, msg)
