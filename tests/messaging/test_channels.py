@@ -428,3 +428,28 @@ def test_group_mass_the_owner_never_confirms_is_given_up_after_a_week(db, tenant
         "wecom.owner_did_not_confirm",
         "",
     )
+
+
+def test_a_second_dispatcher_in_one_process_leaves_the_message_to_the_first(db, tenant, weixin):
+    members = [make_member(db, tenant) for _ in range(3)]
+    msg = service.send(
+        db,
+        tenant_id=tenant.id,
+        purpose="live:7",
+        member_ids=[m.id for m in members],
+        template="live",
+        context=CTX,
+    )
+    assert tasks._local.enter(msg.id)  # a dispatcher of the message is running in this process
+    assert tasks.run_dispatch(msg.id) == 0  # a second one leaves the message to it
+    db.expire_all()
+    assert {delivery(db, msg, m).status for m in members} == {service.QUEUED}
+    # Asked for while it ran, the first claims once more before it stops...
+    assert not tasks._local.leave(msg.id)
+    assert tasks._local.leave(msg.id)
+    # ...and once it has stopped, the next dispatcher here sends.
+    assert tasks.run_dispatch(msg.id) == 3
+    db.expire_all()
+    assert {delivery(db, msg, m).status for m in members} == {service.SENT}
+    assert tasks._local.enter(msg.id)  # and leaves nothing registered behind
+    assert tasks._local.leave(msg.id)

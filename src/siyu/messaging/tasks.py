@@ -5,6 +5,7 @@ confirmations of customer-group mass messages)."""
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Future
 
 from huey import crontab
@@ -64,6 +65,40 @@ def run_expand(message_id: int) -> int:
         chunks += 1
 
 
+class _LocalDispatchers:
+    """The messages this process is dispatching. A second dispatcher of one message in one
+    process would only compete with the first for the process's sending loop, its database
+    connection and the GIL (more CPU per delivery, not more deliveries): it leaves the message
+    to the first, which claims once more before it stops, so nothing that became due in
+    between waits for the minute tick."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._again: dict[int, bool] = {}  # message id → asked for while running
+
+    def enter(self, message_id: int) -> bool:
+        """Whether the caller dispatches ``message_id`` (False: another thread here does)."""
+        with self._lock:
+            if message_id in self._again:
+                self._again[message_id] = True
+                return False
+            self._again[message_id] = False
+            return True
+
+    def leave(self, message_id: int, *, anyway: bool = False) -> bool:
+        """Stop dispatching ``message_id``, unless it was asked for meanwhile (then False, and
+        the caller claims again); ``anyway`` stops regardless (the caller failed)."""
+        with self._lock:
+            if self._again.get(message_id) and not anyway:
+                self._again[message_id] = False
+                return False
+            self._again.pop(message_id, None)
+            return True
+
+
+_local = _LocalDispatchers()
+
+
 def run_dispatch(message_id: int, *, batch: int = BATCH) -> int:
     """Claim and send batches until none is due; returns the deliveries handled.
 
@@ -79,7 +114,9 @@ def run_dispatch(message_id: int, *, batch: int = BATCH) -> int:
         tenant = db.get(Tenant, msg.tenant_id)
         assert tenant is not None
         creds = {tenant.id: credentials_of(tenant.settings or {})}
-    handled = 0
+    if not _local.enter(message_id):
+        return 0
+    handled, left = 0, False
     in_flight: Future[list[Outcome]] | None = None
     try:
         while True:
@@ -89,11 +126,13 @@ def run_dispatch(message_id: int, *, batch: int = BATCH) -> int:
             if in_flight is not None:
                 _record(message_id, in_flight.result())
                 in_flight = None
-            if not claim.claimed:
+            if not claim.claimed and (left := _local.leave(message_id)):
                 break
             if claim.jobs:
                 in_flight = sending.submit(claim.jobs, creds)
     finally:
+        if not left:
+            _local.leave(message_id, anyway=True)
         # Whatever went wrong after a batch left, what it answered is still recorded.
         if in_flight is not None:
             _record(message_id, in_flight.result())
