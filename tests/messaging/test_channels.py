@@ -453,3 +453,39 @@ def test_a_second_dispatcher_in_one_process_leaves_the_message_to_the_first(db, 
     assert {delivery(db, msg, m).status for m in members} == {service.SENT}
     assert tasks._local.enter(msg.id)  # and leaves nothing registered behind
     assert tasks._local.leave(msg.id)
+
+
+def test_send_all_answers_each_job_in_its_place_whatever_order_the_answers_come_in(weixin):
+    import asyncio
+
+    from siyu.messaging.channels import Sender, credentials_of
+    from siyu.messaging.service import Job
+
+    jobs = [
+        Job(
+            delivery_id=100 + i,
+            tenant_id=1,
+            channel="subscribe",
+            payload={
+                "touser": f"o-lane-{i}",
+                "template_id": "TPL-live",
+                "data": {"thing1": {"value": "零食节"}},
+            },
+            attempts=1,
+        )
+        for i in range(9)
+    ]
+    for i in range(0, 9, 3):  # every third fan allowed the message
+        weixin.grant(f"o-lane-{i}", "TPL-live")
+    creds = {1: credentials_of({"wechat": {"appid": fake.APPID, "secret": fake.SECRET}})}
+
+    async def scenario() -> list:
+        async with Sender(creds, concurrency=2) as sender:  # two lanes share the nine jobs
+            return await sender.send_all(jobs)
+
+    outcomes = asyncio.run(scenario())
+
+    assert [(o.delivery_id, o.status, o.error_code) for o in outcomes] == [
+        (100 + i, "sent", "") if i % 3 == 0 else (100 + i, "undeliverable", "43101")
+        for i in range(9)
+    ]
