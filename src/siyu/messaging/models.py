@@ -120,7 +120,6 @@ class Delivery(Base):
             "next_attempt_at",
             postgresql_where=text("status IN ('queued', 'sending')"),
         ),
-        Index("ix_message_deliveries_member", "tenant_id", "member_id", "id"),
         # The minute tick's look-up of group mass tasks awaiting their owner (a rare value):
         # only those rows are indexed.
         Index(
