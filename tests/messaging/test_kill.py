@@ -74,7 +74,7 @@ def test_killing_a_worker_mid_batch_loses_and_duplicates_nothing(committed, data
             service.record_consent(db, tenant_id=tenant.id, member_id=f.id, template_key="TPL")
             weixin.grant(f.openid, "TPL")  # one consent each at WeChat too: one message
         openids = {f.openid for f in fans}
-    # Latency per call, so the sender (128 requests in flight) needs two waves for the 200 and
+    # Latency per call, so the sender (64 requests in flight) needs several waves for the 200 and
     # the kill lands with one batch half sent.
     weixin.delay = 0.5
     with unit_of_work() as db:
