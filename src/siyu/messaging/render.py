@@ -3,9 +3,8 @@
 Templates are written by operators, so they render in ``SandboxedEnvironment`` (no attribute
 access to internals, no imports, none of Jinja's global functions) with plain dicts as
 context: ``member`` (id, nickname, tags), ``tenant`` (name) and whatever live data the caller
-supplies (``session.theme``…). A missing
-variable renders empty at send time; saving a template checks its syntax and field limits
-against a sample context.
+supplies (``session.theme``…). A missing variable renders empty at send time; saving a
+template renders it against a sample context, which checks its syntax and field limits.
 """
 
 from __future__ import annotations
