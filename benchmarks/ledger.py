@@ -247,10 +247,11 @@ def client(
     pids: list[int] = []
     try:
         import_all()
-        engine = core_db.make_engine(url, **({"pool_size": threads} if "postgresql" in url else {}))
+        pg = make_url(url).get_backend_name() == "postgresql"
+        engine = core_db.make_engine(url, **({"pool_size": threads} if pg else {}))
         core_db.configure(engine)
-        statements = count_statements(engine)
-        if _is_pg(engine):
+        statements = count_statements(engine)  # threads may rarely lose a count: SQL/tx only
+        if pg:
             event.listen(engine, "connect", lambda conn, _rec: pids.append(conn.info.backend_pid))
         held = [engine.connect() for _ in range(threads)]  # connect before the clock starts
         for conn in held:
