@@ -107,18 +107,18 @@ def run_dispatch(message_id: int, *, batch: int = BATCH) -> int:
     wire."""
     from siyu.messaging.models import Message
 
-    with unit_of_work() as db:
-        msg = db.get(Message, message_id)
-        if msg is None:
-            return 0
-        tenant = db.get(Tenant, msg.tenant_id)
-        assert tenant is not None
-        creds = {tenant.id: credentials_of(tenant.settings or {})}
-    if not _local.enter(message_id):
+    if not _local.enter(message_id):  # before any query: the running one has it in hand
         return 0
     handled, left = 0, False
     in_flight: Future[list[Outcome]] | None = None
     try:
+        with unit_of_work() as db:
+            msg = db.get(Message, message_id)
+            if msg is None:
+                return 0
+            tenant = db.get(Tenant, msg.tenant_id)
+            assert tenant is not None
+            creds = {tenant.id: credentials_of(tenant.settings or {})}
         while True:
             with unit_of_work() as db:
                 claim = service.claim_batch(db, message_id=message_id, limit=batch)
