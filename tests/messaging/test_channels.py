@@ -456,10 +456,9 @@ def test_a_second_dispatcher_in_one_process_leaves_the_message_to_the_first(db, 
 
 
 def test_send_all_answers_each_job_in_its_place_whatever_order_the_answers_come_in(weixin):
-    import asyncio
-
     from siyu.messaging.channels import Sender, credentials_of
     from siyu.messaging.service import Job
+    from tests.messaging.test_http import in_own_loop
 
     jobs = [
         Job(
@@ -479,11 +478,13 @@ def test_send_all_answers_each_job_in_its_place_whatever_order_the_answers_come_
         weixin.grant(f"o-lane-{i}", "TPL-live")
     creds = {1: credentials_of({"wechat": {"appid": fake.APPID, "secret": fake.SECRET}})}
 
-    async def scenario() -> list:
-        async with Sender(creds, concurrency=2) as sender:  # two lanes share the nine jobs
-            return await sender.send_all(jobs)
+    outcomes = []
 
-    outcomes = asyncio.run(scenario())
+    async def scenario() -> None:
+        async with Sender(creds, concurrency=2) as sender:  # two lanes share the nine jobs
+            outcomes.extend(await sender.send_all(jobs))
+
+    in_own_loop(scenario)
 
     assert [(o.delivery_id, o.status, o.error_code) for o in outcomes] == [
         (100 + i, "sent", "") if i % 3 == 0 else (100 + i, "undeliverable", "43101")
